@@ -1,0 +1,1 @@
+"""Bundled offline datasets, each materialised in the real on-disk format of its public counterpart."""

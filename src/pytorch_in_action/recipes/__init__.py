@@ -1,0 +1,1 @@
+"""One module per `pia` task; each exposes `main(argv) -> int`."""

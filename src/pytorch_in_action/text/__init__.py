@@ -1,0 +1,1 @@
+"""Tokenizers written from scratch (byte-level BPE, WordPiece), equal to the `tokenizers` library."""
