@@ -1,0 +1,63 @@
+"""Read a local Hugging Face checkpoint folder (config.json + model.safetensors or pytorch_model.bin).
+
+Shared by every model in `pytorch_in_action.models` that loads HF weights. It only reads files: each model
+converts the returned state dict to its own parameter names with its own small conversion function.
+
+    config, state_dict = load_hf_folder("path/to/folder")   # dict, {name: tensor}
+    sd = strip_prefix(state_dict, "bert.")                   # drop a task-model prefix where present
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from pytorch_in_action.errors import PiaError
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def load_hf_config(path: str | Path) -> dict:
+    """The parsed `config.json` of a local HF checkpoint folder (PiaError when it is missing or broken)."""
+    file = Path(path) / "config.json"
+    if not file.is_file():
+        raise PiaError(f"no config.json in {path}: not a Hugging Face checkpoint folder")
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise PiaError(f"{file} is not valid JSON: {err}") from None
+
+
+def load_hf_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of a local HF checkpoint folder, on CPU, from model.safetensors or pytorch_model.bin.
+
+    Single files only (no sharded `*.index.json` checkpoints); `.bin` files load with `weights_only=True`.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise PiaError(f"checkpoint folder not found: {path}")
+    for name in WEIGHT_FILES:
+        file = folder / name
+        if not file.is_file():
+            continue
+        try:
+            if name.endswith(".safetensors"):
+                from safetensors.torch import load_file
+
+                return load_file(str(file), device="cpu")
+            return torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as err:  # corrupt or foreign file: one clear line
+            raise PiaError(f"cannot read weights from {file}: {err}") from None
+    raise PiaError(f"no {' or '.join(WEIGHT_FILES)} in {path}")
+
+
+def load_hf_folder(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(config dict, state dict) of a local HF checkpoint folder."""
+    return load_hf_config(path), load_hf_state_dict(path)
+
+
+def strip_prefix(state_dict: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Remove `prefix` from the keys that start with it (e.g. "bert." of BertForMaskedLM); other keys stay."""
+    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state_dict.items()}
