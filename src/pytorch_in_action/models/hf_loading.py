@@ -1,10 +1,11 @@
 """Read a local Hugging Face checkpoint folder (config.json + model.safetensors or pytorch_model.bin).
 
-Shared by every model in `pytorch_in_action.models` that loads HF weights. It only reads files: each model
+Shared by every model in `pytorch_in_action.models` that loads HF weights. It reads files and loads tensors; each model
 converts the returned state dict to its own parameter names with its own small conversion function.
 
     config, state_dict = load_hf_folder("path/to/folder")   # dict, {name: tensor}
     sd = strip_prefix(state_dict, "bert.")                   # drop a task-model prefix where present
+    load_converted(model, my_convert(sd))                    # strict on missing tensors, ignores extra heads
 """
 
 from __future__ import annotations
@@ -61,3 +62,19 @@ def load_hf_folder(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
 def strip_prefix(state_dict: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """Remove `prefix` from the keys that start with it (e.g. "bert." of BertForMaskedLM); other keys stay."""
     return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state_dict.items()}
+
+
+def load_converted(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Load an already converted state dict into `model`: every model tensor must be there (PiaError naming the
+    missing ones otherwise); extra tensors (heads this model does not have, e.g. BERT's NSP head) are ignored."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" (+{len(missing) - 4} more)" if len(missing) > 4 else "")
+        raise PiaError(f"{source} lacks weights for {type(model).__name__}: {shown}")
+    bad = [k for k in expected if state_dict[k].shape != expected[k].shape]
+    if bad:
+        k = bad[0]
+        raise PiaError(f"{source}: {k} has shape {tuple(state_dict[k].shape)}, {type(model).__name__} "
+                       f"expects {tuple(expected[k].shape)}")
+    model.load_state_dict({k: state_dict[k] for k in expected}, strict=True)
