@@ -215,6 +215,9 @@ class _FromHF:
         cfg = cls.config_class.from_hf(hf_config)
         sd = cls.convert(hf_state_dict)
         model = cls._build(cfg, sd)
+        floats = [t.dtype for t in sd.values() if t.is_floating_point()]
+        if floats:  # keep the checkpoint's precision (float64 test models stay float64, bf16 stays bf16)
+            model.to(max(set(floats), key=floats.count))
         load_converted(model, sd, source)
         return model.eval()
 
