@@ -23,6 +23,15 @@ F64 = {"rtol": 1e-9, "atol": 1e-10}
 F32 = {"rtol": 1e-5, "atol": 1e-5}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny shapes run fastest on one thread: OpenMP start-up costs more than the work (a lot on a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _grads(tensors):
     return [t.grad.clone() for t in tensors]
 
