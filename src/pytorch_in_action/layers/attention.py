@@ -75,7 +75,7 @@ def attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | Non
             scores = scores.masked_fill(~attn_mask, float("-inf"))
         else:
             scores = scores + attn_mask
-    weights = _safe_softmax(scores)
+    weights = torch.softmax(scores, dim=-1) if attn_mask is None else _safe_softmax(scores)
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p, training=True)
     return weights @ value, weights  # (..., L, Ev), (..., L, S)
@@ -203,6 +203,12 @@ class MultiheadAttention(nn.Module):
 
     # -- the nn.MultiheadAttention interface ------------------------------------------------------------------------
 
+    def _batch_first_view(self, x: Tensor, batched: bool) -> Tensor:
+        """(T, B, E), (B, T, E) with batch_first, or unbatched (T, E) -> (B, T, E), a view."""
+        if not batched:
+            return x.unsqueeze(0)
+        return x if self.batch_first else x.transpose(0, 1)
+
     def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Tensor | None = None,
                 need_weights: bool = True, attn_mask: Tensor | None = None, average_attn_weights: bool = True,
                 is_causal: bool = False) -> tuple[Tensor, Tensor | None]:
@@ -216,12 +222,10 @@ class MultiheadAttention(nn.Module):
         batched = query.dim() == 3
         if not batched:
             key_padding_mask = None if key_padding_mask is None else key_padding_mask.unsqueeze(0)
-        to_bf = (lambda x: x.unsqueeze(0)) if not batched else (lambda x: x) if self.batch_first \
-            else (lambda x: x.transpose(0, 1))
         # batch-first (B, T, E) from here on; keep `key is query` so self-attention uses one packed GEMM
-        q_in = to_bf(query)
-        k_in = q_in if key is query else to_bf(key)
-        v_in = k_in if value is key else to_bf(value)
+        q_in = self._batch_first_view(query, batched)
+        k_in = q_in if key is query else self._batch_first_view(key, batched)
+        v_in = k_in if value is key else self._batch_first_view(value, batched)
         B, L, _ = q_in.shape
         S = k_in.size(1)
         q, k, v = self.project_qkv(q_in, k_in, v_in)  # (B, nh, L|S, hs)
