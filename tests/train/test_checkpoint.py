@@ -1,0 +1,61 @@
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from pytorch_in_action.errors import PiaError
+from pytorch_in_action.train.checkpoint import (
+    capture_rng_state,
+    export_safetensors,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+
+
+def test_rng_state_roundtrip_through_a_weights_only_file(tmp_path):
+    random.seed(1)
+    np.random.seed(1)
+    torch.manual_seed(1)
+    save_checkpoint(tmp_path / "c.pt", {"rng": capture_rng_state()})
+    first = (random.random(), np.random.rand(), torch.rand(3))
+    restore_rng_state(load_checkpoint(tmp_path / "c.pt")["rng"])
+    second = (random.random(), np.random.rand(), torch.rand(3))
+    assert first[0] == second[0] and first[1] == second[1] and torch.equal(first[2], second[2])
+
+
+def test_atomic_write_keeps_previous_file_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "latest.pt"
+    save_checkpoint(path, {"step": torch.tensor(1)})
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError):
+        save_checkpoint(path, {"step": torch.tensor(2)})
+    monkeypatch.undo()
+    assert int(load_checkpoint(path)["step"]) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.pt"]
+
+
+def test_weights_only_refuses_arbitrary_objects(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this would run on load",))
+
+    torch.save({"x": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(PiaError, match="cannot read checkpoint"):
+        load_checkpoint(tmp_path / "evil.pt")
+    with pytest.raises(PiaError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_export_safetensors(tmp_path):
+    from safetensors.torch import load_file
+
+    model = torch.nn.Linear(3, 2)
+    export_safetensors(model, tmp_path / "m.safetensors")
+    loaded = load_file(str(tmp_path / "m.safetensors"))
+    assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
