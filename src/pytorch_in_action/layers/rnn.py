@@ -37,9 +37,10 @@ def scan(mode: str, gi: Tensor, state: State, w_hh: Tensor, b_hh: Tensor | None,
     the one at its own last element, and the reverse direction starts from there with the initial state."""
     step = STEPS[mode]
     T = gi.shape[0]
-    outs: list[Tensor] = [gi] * T
+    gis = gi.unbind(0)  # T views; unbind's backward stacks their gradients once (gi[t] would zero-fill T times)
+    outs: list[Tensor] = list(gis)
     for t in range(T - 1, -1, -1) if reverse else range(T):
-        new = step(gi[t], state, w_hh, b_hh)
+        new = step(gis[t], state, w_hh, b_hh)
         if mask is not None:
             m = mask[t]  # (B, 1)
             new = tuple(torch.where(m, n, s) for n, s in zip(new, state))

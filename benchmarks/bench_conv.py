@@ -1,0 +1,63 @@
+"""From-scratch conv2d vs F.conv2d on ResNet-style layers (float32, batch 8, this CPU).
+
+`python benchmarks/bench_conv.py [--quick]` prints one Markdown section: per layer, F.conv2d's time and the time
+ratio of each from-scratch path (median of interleaved pairs; < 1 means ours is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+
+import torch
+import torch.nn.functional as F
+from _timing import compare, markdown_table, time_it
+
+from pytorch_in_action.layers import conv as C
+
+PEAK_GFLOPS = 400.0  # fp32 GEMM peak of the 2-core machine the project benchmarks on
+LAYERS = [(64, 56), (128, 28), (256, 14), (512, 7)]
+PATHS = [("conv2d", C.conv2d), ("im2col view", C.conv2d_im2col), ("shifted 1x1", C.conv2d_shifted),
+         ("unfold+matmul", C.conv2d_unfold)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="two layers, fewer repeats")
+    args = ap.parse_args(argv)
+    torch.manual_seed(0)
+    repeats, layers = (3, LAYERS[1:3]) if args.quick else (7, LAYERS)
+    rows = []
+    with torch.no_grad():
+        for channels, size in layers:
+            for k in (3, 1):
+                x = torch.randn(8, channels, size, size)
+                w = torch.randn(channels, channels, k, k)
+                flops = 2 * 8 * channels * channels * k * k * size * size
+                ref = lambda x=x, w=w, k=k: F.conv2d(x, w, None, 1, k // 2)  # noqa: E731
+                row: list[object] = [f"{channels}ch@{size} {k}x{k}"]
+                for name, fn in PATHS:
+                    ours = lambda fn=fn, x=x, w=w, k=k: fn(x, w, None, 1, k // 2)  # noqa: E731
+                    res = compare(ours, ref, warmup=2, repeats=repeats)
+                    if name == "conv2d":
+                        row += [res.ref_s * 1e3, res.ours_s * 1e3, flops / res.ours_s / 1e9 / PEAK_GFLOPS]
+                    row.append(res.ratio)
+                rows.append(row)
+        x, w = torch.randn(1, 8, 12, 12), torch.randn(8, 8, 3, 3)
+        naive = time_it(lambda: C.conv2d_naive(x, w, None, 1, 1), warmup=1, repeats=3)
+        ref_tiny = time_it(lambda: F.conv2d(x, w, None, 1, 1), warmup=2, repeats=repeats)
+    print("## Convolution: from-scratch conv2d vs F.conv2d\n")
+    print(f"float32, batch 8, stride 1, 'same' padding, {torch.get_num_threads()} threads, "
+          f"{platform.processor() or platform.machine()}, torch {torch.__version__}; ratio = our time / F.conv2d "
+          f"time (median of {repeats} interleaved pairs); peak = fraction of a {PEAK_GFLOPS:.0f} GFLOP/s fp32 "
+          f"GEMM peak reached by conv2d.\n")
+    header = ["layer", "F.conv2d ms", "conv2d ms", "conv2d % peak", "conv2d ratio", "im2col view ratio",
+              "shifted 1x1 ratio", "unfold+matmul ratio"]
+    rows = [[r[0], r[1], r[2], f"{100 * r[3]:.0f}%", *r[4:]] for r in rows]
+    print(markdown_table(header, rows))
+    print(f"\nNaive loops (one dot product per output pixel), 8ch@12 3x3, batch 1: {naive * 1e3:.1f} ms vs "
+          f"F.conv2d {ref_tiny * 1e3:.3f} ms ({naive / ref_tiny:.0f}x).")
+
+
+if __name__ == "__main__":
+    main()
