@@ -1,0 +1,257 @@
+"""`pia mlm pretrain`: a WordPiece tokenizer and a small BERT trained with masked language modeling.
+
+Default data: the texts of the bundled review corpus's training split (labels unused; valid split for
+evaluation), so the text classifier fine-tuned later never sees its test split during pretraining. The
+result is a Hugging Face folder (`save_pretrained`: config.json, model.safetensors, tokenizer files) that
+`AutoModelForMaskedLM` / `AutoModelForSequenceClassification` / `AutoTokenizer` load offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from pytorch_in_action.config import parse_args, to_yaml
+from pytorch_in_action.data.cache import cache_dir
+from pytorch_in_action.data.sentiment import materialize_reviews, read_labelled, split
+from pytorch_in_action.errors import PiaError
+from pytorch_in_action.recipes.masking import mask_tokens
+from pytorch_in_action.recipes.text_data import StepBatchSampler, TokenizedTexts, pad_batch
+from pytorch_in_action.train.distributed import DistEnv, cleanup, init_distributed
+from pytorch_in_action.train.loop import Engine, EngineConfig
+from pytorch_in_action.train.optim import build_optimizer
+from pytorch_in_action.train.run import RunDir
+from pytorch_in_action.train.schedule import build_scheduler
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def default_out() -> Path:
+    """Where `pia mlm pretrain` writes by default, and where `pia text-cls train` looks for a model."""
+    return cache_dir() / "models" / "bert-mlm-reviews"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pia mlm pretrain", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = p.add_argument_group("data")
+    d.add_argument("--data", type=Path, help="text file (one text per line) or CSV/TSV/JSONL (default: bundled "
+                   "reviews, training split)")
+    d.add_argument("--text-column", default="review", help="column holding the text in CSV/TSV/JSONL")
+    d.add_argument("--max-texts", type=int, default=0, help="use only the first N texts (0: all)")
+    d.add_argument("--seed", type=int, default=0, help="seed of the data split, the model and the masking")
+    m = p.add_argument_group("model")
+    m.add_argument("--vocab-size", type=int, default=8000)
+    m.add_argument("--limit-alphabet", type=int, default=6000, help="characters kept before merges: raised "
+                   "from the library default (1000) so Chinese characters are not [UNK]")
+    m.add_argument("--layers", type=int, default=4)
+    m.add_argument("--hidden", type=int, default=256, help="d_model; the feed-forward width is 4x")
+    m.add_argument("--heads", type=int, default=4)
+    m.add_argument("--max-length", type=int, default=128, help="tokens per sequence, [CLS]/[SEP] included")
+    t = p.add_argument_group("training")
+    t.add_argument("--steps", type=int, default=2000, help="optimizer steps")
+    t.add_argument("--minutes", type=float, default=None, help="stop earlier when this time budget is spent")
+    t.add_argument("--batch-size", type=int, default=64, help="per process")
+    t.add_argument("--lr", type=float, default=5e-4)
+    t.add_argument("--weight-decay", type=float, default=0.01)
+    t.add_argument("--warmup-steps", type=int, default=100)
+    t.add_argument("--mlm-probability", type=float, default=0.15)
+    t.add_argument("--wwm", action="store_true", help="whole-word masking: mask jieba words as a unit")
+    t.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"], help="bf16 is fast on AMX CPUs")
+    t.add_argument("--grad-clip", type=float, default=1.0)
+    t.add_argument("--eval-every-steps", type=int, default=0, help="0: only at the end")
+    t.add_argument("--eval-texts", type=int, default=500, help="validation texts used for the MLM loss")
+    t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    o = p.add_argument_group("output")
+    o.add_argument("--out", type=Path, help=f"model + run folder (default: {default_out()})")
+    o.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/latest.pt")
+    o.add_argument("--ckpt-every-steps", type=int, default=500)
+    return p
+
+
+def load_texts(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(train texts, valid texts). Bundled: the seeded train/valid splits. User data: 2% held out."""
+    if args.data is None:
+        parts = split(read_labelled(materialize_reviews(args.seed)), seed=args.seed)
+        train, valid = parts["train"].texts, parts["valid"].texts
+    else:
+        path = args.data
+        if not path.is_file():
+            raise PiaError(f"data file not found: {path}")
+        if path.suffix.lower() in {".csv", ".tsv", ".jsonl", ".json"}:
+            from pytorch_in_action.data.sentiment import _read_rows
+
+            columns, rows = _read_rows(path)
+            if rows and args.text_column not in columns:
+                raise PiaError(f"{path} has no column {args.text_column!r}; its columns are {', '.join(columns)}")
+            texts = [str(r.get(args.text_column) or "").strip() for r in rows]
+        else:
+            texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        texts = [t for t in texts if t]
+        if len(texts) < 10:
+            raise PiaError(f"{path} has {len(texts)} non-empty texts; at least 10 are needed")
+        g = torch.Generator().manual_seed(args.seed)
+        order = torch.randperm(len(texts), generator=g).tolist()
+        n_valid = max(1, len(texts) // 50)
+        valid, train = [texts[i] for i in order[:n_valid]], [texts[i] for i in order[n_valid:]]
+    if args.max_texts:
+        train = train[: args.max_texts]
+    return train, valid
+
+
+def train_tokenizer(texts: list[str], vocab_size: int, limit_alphabet: int):
+    """WordPiece with BERT's normalizer (each CJK character its own word) wrapped as a `BertTokenizer`."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import BertTokenizer
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, min_frequency=2,
+                                        limit_alphabet=limit_alphabet, show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    return BertTokenizer(vocab=tok.get_vocab(), do_lower_case=True)
+
+
+def encode(tokenizer, texts: list[str], max_length: int, wwm: bool) -> TokenizedTexts:
+    """Token ids; with `wwm`, also the jieba word index of every token (-1 for [CLS]/[SEP])."""
+    enc = tokenizer(texts, truncation=True, max_length=max_length, return_offsets_mapping=wwm)
+    if not wwm:
+        return TokenizedTexts(enc["input_ids"])
+    import jieba
+
+    word_ids = []
+    for text, offsets in zip(texts, enc["offset_mapping"]):
+        owner, pos = [0] * len(text), 0
+        for w, word in enumerate(jieba.cut(text)):
+            owner[pos : pos + len(word)] = [w] * len(word)
+            pos += len(word)
+        word_ids.append([owner[s] if e > s else -1 for s, e in offsets])
+    return TokenizedTexts(enc["input_ids"], word_ids=word_ids)
+
+
+class MaskingCollate:
+    """Pad a batch, then mask it (global RNG in training, which the engine's checkpoints restore)."""
+
+    def __init__(self, tokenizer, prob: float):
+        self.pad_id, self.mask_id = tokenizer.pad_token_id, tokenizer.mask_token_id
+        self.special_ids = torch.tensor(tokenizer.all_special_ids)
+        self.vocab_size, self.prob = len(tokenizer), prob
+
+    def __call__(self, items: list[dict], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        batch = pad_batch(items, self.pad_id)
+        ids = batch["input_ids"]
+        special = torch.isin(ids, self.special_ids)
+        words = batch.pop("word_ids", None)
+        batch["input_ids"], batch["labels"] = mask_tokens(ids, special, words, mask_id=self.mask_id,
+                                                          vocab_size=self.vocab_size, prob=self.prob,
+                                                          generator=generator)
+        return batch
+
+
+def mlm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy over the masked positions (Hugging Face's loss with labels -100 elsewhere)."""
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+    return out.loss, int((batch["labels"] != -100).sum())
+
+
+def make_eval_fn(valid: TokenizedTexts, collate: MaskingCollate, dist: DistEnv, seed: int, batch_size: int):
+    """Masked-LM loss, perplexity and accuracy on the validation texts, the same masks every time."""
+
+    def evaluate(model: torch.nn.Module) -> dict[str, float]:
+        g = torch.Generator().manual_seed(seed + 1)
+        total, correct, n = 0.0, 0, 0
+        for s in range(0, len(valid), batch_size):
+            batch = collate([valid[i] for i in range(s, min(len(valid), s + batch_size))], generator=g)
+            batch = {k: v.to(dist.device) for k, v in batch.items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+            keep = batch["labels"] != -100
+            total += float(torch.nn.functional.cross_entropy(logits[keep], batch["labels"][keep], reduction="sum"))
+            correct += int((logits[keep].argmax(-1) == batch["labels"][keep]).sum())
+            n += int(keep.sum())
+        loss = total / max(1, n)
+        return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0)), "val_mlm_accuracy": correct / max(1, n)}
+
+    return evaluate
+
+
+def pretrain(args: argparse.Namespace) -> dict[str, Any]:
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizer
+
+    if args.hidden % args.heads:
+        raise PiaError(f"--hidden {args.hidden} is not divisible by --heads {args.heads}")
+    dist = init_distributed(args.device)
+    try:
+        out = args.out or default_out()
+        run = RunDir(out, enabled=dist.is_main)
+        train_texts, valid_texts = load_texts(args)
+        resume = run.latest if args.resume and (out / "checkpoints" / "latest.pt").exists() else None
+        if args.resume and resume is None and dist.is_main:
+            print(f"no checkpoint in {out / 'checkpoints'} yet: starting from scratch")
+        tok_dir = out / "tokenizer"
+        if dist.is_main and not (resume and (tok_dir / "tokenizer.json").exists()):
+            train_tokenizer(train_texts, args.vocab_size, args.limit_alphabet).save_pretrained(tok_dir)
+        dist.barrier()
+        tokenizer = BertTokenizer.from_pretrained(tok_dir)
+        torch.manual_seed(args.seed)
+        train_ds = encode(tokenizer, train_texts, args.max_length, args.wwm)
+        valid_ds = encode(tokenizer, valid_texts[: args.eval_texts], args.max_length, args.wwm)
+        config = BertConfig(vocab_size=len(tokenizer), hidden_size=args.hidden, num_hidden_layers=args.layers,
+                            num_attention_heads=args.heads, intermediate_size=4 * args.hidden,
+                            max_position_embeddings=max(args.max_length, 64), pad_token_id=tokenizer.pad_token_id)
+        model = BertForMaskedLM(config)
+        n_params = sum(p.numel() for p in model.parameters())
+        if dist.is_main:
+            print(f"data: {len(train_ds)} train / {len(valid_ds)} valid texts; vocab {len(tokenizer)}; "
+                  f"BERT {args.layers}x{args.hidden} ({n_params / 1e6:.1f}M parameters); writing to {out}")
+        agree = (lambda stop: bool(dist.all_reduce_sum(torch.tensor(float(stop), device=dist.device)) > 0)) \
+            if dist.is_distributed else None
+        try:
+            sampler = StepBatchSampler(len(train_ds), args.batch_size, args.steps, seed=args.seed, rank=dist.rank,
+                                       world_size=dist.world_size, minutes=args.minutes, agree=agree)
+        except ValueError:
+            raise PiaError(f"{len(train_ds)} texts are fewer than one batch; lower --batch-size") from None
+        collate = MaskingCollate(tokenizer, args.mlm_probability)
+        loader = DataLoader(train_ds, batch_sampler=sampler, collate_fn=collate, generator=torch.Generator())
+        optimizer = build_optimizer(model, "adamw", args.lr, args.weight_decay)
+        scheduler = build_scheduler(optimizer, "warmup_cosine", total_steps=args.steps,
+                                    warmup_steps=min(args.warmup_steps, max(1, args.steps // 10)))
+        run.write_text("config.yaml", to_yaml(args))
+        cfg = EngineConfig(epochs=1, amp=args.amp, grad_clip=args.grad_clip, ckpt_every_steps=args.ckpt_every_steps,
+                           eval_every_steps=args.eval_every_steps, progress=args.progress, items_name="masked_tokens")
+        meta = {"recipe": "mlm", "layers": args.layers, "hidden": args.hidden, "vocab": len(tokenizer)}
+        engine = Engine(model, optimizer, loader, config=cfg, dist=dist, run=run, scheduler=scheduler,
+                        loss_fn=mlm_loss,
+                        eval_fn=make_eval_fn(valid_ds, collate, dist, args.seed, args.batch_size), meta=meta)
+        summary = engine.fit(resume=resume)
+        if dist.is_main:
+            model.save_pretrained(out)
+            tokenizer.save_pretrained(out)
+            last = summary["last"]
+            (out / "pretrain_summary.json").write_text(json.dumps({"steps": summary["global_step"], **last}))
+            print(f"done: {summary['global_step']} steps, val MLM loss {last.get('val_loss', float('nan')):.4f}; "
+                  f"Hugging Face folder {out} (config.json, model.safetensors, tokenizer files)")
+        return summary
+    finally:
+        cleanup()
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in {"-h", "--help"} or argv[0] != "pretrain":
+        if argv and argv[0] not in {"-h", "--help"}:
+            print(f"pia mlm: error: unknown action {argv[0]!r}; choose pretrain", file=sys.stderr)
+            return 2
+        print("usage: pia mlm pretrain [options]\n\n"
+              "  pretrain   train a WordPiece tokenizer and a small BERT with masked language modeling\n\n"
+              "Run `pia mlm pretrain --help` for every option.")
+        return 0
+    pretrain(parse_args(build_parser(), argv[1:]))
+    return 0

@@ -1,0 +1,308 @@
+"""`pia text-cls train|evaluate|predict`: fine-tune a Hugging Face sequence classifier on `label,review` rows.
+
+`--model` takes any local Hugging Face folder or hub name that `AutoModelForSequenceClassification` can load
+(a hub name needs internet). Offline, the default is the small BERT written by `pia mlm pretrain` (run it
+first: nothing is trained behind your back); `--init scratch` keeps its architecture and tokenizer but starts
+from random weights (the honest baseline). Two engines: the project's own loop (default) and
+`transformers.Trainer` (`--engine hf`). Metrics come from scikit-learn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from pytorch_in_action.config import parse_args, to_yaml
+from pytorch_in_action.data.sentiment import Labelled, materialize_reviews, read_labelled, split
+from pytorch_in_action.errors import PiaError
+from pytorch_in_action.recipes.mlm_pretrain import default_out
+from pytorch_in_action.recipes.text_cls_metrics import classification_metrics
+from pytorch_in_action.recipes.text_data import TokenizedTexts, pad_batch
+from pytorch_in_action.train.distributed import DistEnv, cleanup, init_distributed
+from pytorch_in_action.train.loop import Engine, EngineConfig
+from pytorch_in_action.train.optim import build_optimizer
+from pytorch_in_action.train.precision import autocast_ctx
+from pytorch_in_action.train.run import RunDir
+from pytorch_in_action.train.sampler import ShardedBatchSampler
+from pytorch_in_action.train.schedule import SCHEDULES, build_scheduler
+
+
+def build_parser(action: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"pia text-cls {action}", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    help_model = "run folder of `pia text-cls train`, or a Hugging Face model folder / hub name"
+    p.add_argument("--model", default=None if action != "train" else str(default_out()),
+                   required=action != "train", help=help_model if action != "train" else
+                   "Hugging Face model folder or hub name (default: the `pia mlm pretrain` output)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
+    if action == "predict":
+        p.add_argument("texts", nargs="*", help="texts to classify (default: one per line from --input or stdin)")
+        p.add_argument("--input", type=Path, help="file with one text per line")
+        return p
+    p.add_argument("--data", type=Path, help="CSV/TSV/JSONL of labelled texts (default: bundled reviews)")
+    p.add_argument("--text-column", default="review")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data split, the head init and the order")
+    if action == "evaluate":
+        p.add_argument("--split", choices=["all", "train", "valid", "test"],
+                       help="part of --data to score (default: test for the bundled data, all for yours)")
+        return p
+    p.add_argument("--valid-data", type=Path, help="validation file (default: a seeded 10%% split of --data)")
+    p.add_argument("--max-train", type=int, default=0, help="use only N training rows (0: all)")
+    p.add_argument("--init", default="pretrained", choices=["pretrained", "scratch"])
+    p.add_argument("--engine", default="native", choices=["native", "hf"])
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--sched", default="warmup_cosine", choices=SCHEDULES)
+    p.add_argument("--warmup-ratio", type=float, default=0.1)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--out", type=Path, help="run folder (default: runs/text-cls/<timestamp>)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/latest.pt")
+    p.add_argument("--ckpt-every-steps", type=int, default=0)
+    return p
+
+
+# -- data and model ---------------------------------------------------------------------------------------
+def load_splits(args: argparse.Namespace) -> dict[str, Labelled]:
+    """train/valid(/test) rows: the bundled corpus or --data, split with the seed unless --valid-data is given."""
+    path = args.data or materialize_reviews(args.seed)
+    data = read_labelled(path, args.text_column, args.label_column, binary=False)
+    if getattr(args, "valid_data", None):
+        valid = read_labelled(args.valid_data, args.text_column, args.label_column, binary=False)
+        parts = {"train": data, "valid": valid, "test": Labelled([], [])}
+    else:
+        parts = split(data, seed=args.seed)
+    if getattr(args, "max_train", 0):
+        parts["train"] = Labelled(parts["train"].texts[: args.max_train], parts["train"].labels[: args.max_train])
+    return parts
+
+
+def resolve_model_dir(name: str) -> str:
+    """A run folder of this recipe holds its model in model/; anything else is passed to from_pretrained."""
+    path = Path(name)
+    if (path / "model" / "config.json").is_file():
+        return str(path / "model")
+    if path == default_out() and not path.exists():
+        raise PiaError(f"no --model given and no pretrained model at {path}: run `pia mlm pretrain` first, or "
+                       "pass --model with a Hugging Face folder or hub name")
+    return name
+
+
+def load_model(name: str, num_labels: int, init: str = "pretrained", seed: int = 0):
+    """(tokenizer, classifier) from a folder or hub name; `init=scratch` keeps only config and tokenizer."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    src = resolve_model_dir(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(src)
+        config = AutoConfig.from_pretrained(src, num_labels=num_labels)
+    except (OSError, ValueError) as err:
+        raise PiaError(f"cannot load a model from {name!r}: {str(err).splitlines()[0]}") from None
+    if tokenizer.pad_token_id is None:
+        raise PiaError(f"the tokenizer of {name!r} has no padding token")
+    if num_labels == 2:
+        config.id2label, config.label2id = {0: "negative", 1: "positive"}, {"negative": 0, "positive": 1}
+    torch.manual_seed(seed)  # the new classification head starts from the same weights in every engine
+    if init == "scratch":
+        model = AutoModelForSequenceClassification.from_config(config)
+    else:
+        from transformers.utils import logging as hf_logging
+
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # "newly initialized classifier" is expected here
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(src, config=config)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+    return tokenizer, model
+
+
+def tokenize(tokenizer, data: Labelled, max_length: int) -> TokenizedTexts:
+    return TokenizedTexts(tokenizer(data.texts, truncation=True, max_length=max_length)["input_ids"], data.labels)
+
+
+# -- the project's own loop ---------------------------------------------------------------------------------
+def cls_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy of the batch (Hugging Face computes it from `labels`)."""
+    return model(**batch).loss, len(batch["labels"])
+
+
+def predict_proba(model: torch.nn.Module, ds: TokenizedTexts, pad_id: int, batch_size: int,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(class probabilities (N, K), per-item loss (N,)) in dataset order."""
+    probs, losses = [], []
+    for s in range(0, len(ds), batch_size):
+        batch = pad_batch([ds[i] for i in range(s, min(len(ds), s + batch_size))], pad_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        labels = batch.pop("labels", None)
+        logits = model(**batch).logits.float()
+        probs.append(logits.softmax(-1).cpu())
+        if labels is not None:
+            losses.append(F.cross_entropy(logits, labels, reduction="none").cpu())
+    return torch.cat(probs), (torch.cat(losses) if losses else torch.empty(0))
+
+
+def write_predictions(path: Path, labels: list[int], probs: torch.Tensor) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["label", "pred"] + [f"prob_{k}" for k in range(probs.shape[1])])
+        for y, p in zip(labels, probs.tolist()):
+            w.writerow([y, max(range(len(p)), key=p.__getitem__)] + [f"{v:.6f}" for v in p])
+    tmp.replace(path)
+
+
+def make_eval_fn(valid: TokenizedTexts, pad_id: int, num_labels: int, args, dist: DistEnv, run: RunDir):
+    """Every rank scores the whole validation set (small), so metrics need no reduction and are exact."""
+
+    def evaluate(model: torch.nn.Module) -> dict[str, float]:
+        probs, losses = predict_proba(model, valid, pad_id, args.batch_size, dist.device)
+        preds = probs.argmax(-1).tolist()
+        if dist.is_main:
+            write_predictions(run.root / "val_predictions.csv", valid.labels, probs)
+        return {"val_loss": float(losses.mean()), **classification_metrics(valid.labels, preds, num_labels)}
+
+    return evaluate
+
+
+def train_native(args, dist: DistEnv, out: Path, parts: dict[str, Labelled], num_labels: int) -> dict[str, Any]:
+    tokenizer, model = load_model(args.model, num_labels, args.init, args.seed)
+    train_ds = tokenize(tokenizer, parts["train"], args.max_length)
+    valid_ds = tokenize(tokenizer, parts["valid"], args.max_length)
+    sampler = ShardedBatchSampler(len(train_ds), args.batch_size, shuffle=True, seed=args.seed, rank=dist.rank,
+                                  world_size=dist.world_size, drop_last=False)
+    pad_id = tokenizer.pad_token_id
+    loader = DataLoader(train_ds, batch_sampler=sampler, collate_fn=lambda items: pad_batch(items, pad_id),
+                        generator=torch.Generator())
+    total = len(sampler) * args.epochs
+    optimizer = build_optimizer(model, "adamw", args.lr, args.weight_decay)
+    scheduler = build_scheduler(optimizer, args.sched, total_steps=total, warmup_steps=round(args.warmup_ratio * total))
+    run = RunDir(out, enabled=dist.is_main)
+    run.write_text("config.yaml", to_yaml(args))
+    resume = run.latest if args.resume and (out / "checkpoints" / "latest.pt").exists() else None
+    cfg = EngineConfig(epochs=args.epochs, amp=args.amp, grad_clip=args.grad_clip,
+                       ckpt_every_steps=args.ckpt_every_steps, best_metric="val_accuracy", progress=args.progress,
+                       items_name="texts")
+    meta = {"recipe": "text-cls", "model": args.model, "init": args.init, "num_labels": num_labels}
+    engine = Engine(model, optimizer, loader, config=cfg, dist=dist, run=run, scheduler=scheduler,
+                    loss_fn=lambda m, b: cls_loss(m, b),  # looked up at call time (tests wrap it)
+                    eval_fn=make_eval_fn(valid_ds, pad_id, num_labels, args, dist, run), meta=meta)
+    summary = engine.fit(resume=resume)
+    if dist.is_main:
+        model.save_pretrained(out / "model")
+        tokenizer.save_pretrained(out / "model")
+    return summary
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    dist = init_distributed(args.device)
+    try:
+        parts = load_splits(args)
+        num_labels = max(2, max(parts["train"].labels + parts["valid"].labels) + 1)
+        if args.out is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S") if dist.is_main else None
+            args.out = Path("runs/text-cls") / str(dist.broadcast_object(stamp))
+        if dist.is_main:
+            print(f"data: {len(parts['train'])} train / {len(parts['valid'])} valid texts, {num_labels} labels; "
+                  f"model: {args.model} ({args.init}); engine: {args.engine}; writing to {args.out}")
+        if args.engine == "hf":
+            from pytorch_in_action.recipes.text_cls_hf import train_with_trainer
+
+            summary = train_with_trainer(args, parts, num_labels)
+        else:
+            summary = train_native(args, dist, args.out, parts, num_labels)
+        if dist.is_main:
+            last = summary["last"]
+            print(f"done: val accuracy {last.get('val_accuracy', float('nan')):.4f}, val F1 "
+                  f"{last.get('val_f1', float('nan')):.4f}; run folder {args.out} (metrics.jsonl, model/)")
+        return summary
+    finally:
+        cleanup()
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, float]:
+    device = init_distributed(args.device).device
+    try:
+        chosen = args.split or ("test" if args.data is None else "all")
+        path = args.data or materialize_reviews(args.seed)
+        data = read_labelled(path, args.text_column, args.label_column, binary=False)
+        if chosen != "all":
+            data = split(data, seed=args.seed)[chosen]
+        tokenizer, model = load_model(args.model, _num_labels(args.model))
+        if max(data.labels) >= model.config.num_labels:
+            raise PiaError(f"the data has label {max(data.labels)}, the model only {model.config.num_labels} labels")
+        model.to(device).eval()
+        with torch.no_grad(), autocast_ctx(device, args.amp):
+            probs, losses = predict_proba(model, tokenize(tokenizer, data, args.max_length), tokenizer.pad_token_id,
+                                          args.batch_size, device)
+        metrics = {"loss": float(losses.mean()),
+                   **classification_metrics(data.labels, probs.argmax(-1).tolist(), model.config.num_labels, "")}
+        print(f"{path} ({chosen}, {len(data)} texts): " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        return metrics
+    finally:
+        cleanup()
+
+
+def _num_labels(name: str) -> int:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(resolve_model_dir(name)).num_labels
+    except (OSError, ValueError) as err:
+        raise PiaError(f"cannot load a model from {name!r}: {str(err).splitlines()[0]}") from None
+
+
+def predict(args: argparse.Namespace) -> list[tuple[str, float]]:
+    texts = list(args.texts)
+    if not texts:
+        source = args.input.read_text(encoding="utf-8") if args.input else sys.stdin.read()
+        texts = [line.strip() for line in source.splitlines() if line.strip()]
+    if not texts:
+        raise PiaError("no texts to classify (give them as arguments, with --input, or on stdin)")
+    device = init_distributed(args.device).device
+    try:
+        tokenizer, model = load_model(args.model, _num_labels(args.model))
+        model.to(device).eval()
+        ds = TokenizedTexts(tokenizer(texts, truncation=True, max_length=args.max_length)["input_ids"])
+        with torch.no_grad(), autocast_ctx(device, args.amp):
+            probs, _ = predict_proba(model, ds, tokenizer.pad_token_id, args.batch_size, device)
+        names = model.config.id2label
+        results = []
+        for text, p in zip(texts, probs):
+            k = int(p.argmax())
+            results.append((names.get(k, str(k)), float(p[k])))
+            print(f"{names.get(k, k)}\t{float(p[k]):.4f}\t{text}")
+        return results
+    finally:
+        cleanup()
+
+
+ACTIONS = {"train": train, "evaluate": evaluate, "predict": predict}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in {"-h", "--help"} or argv[0] not in ACTIONS:
+        if argv and argv[0] not in {"-h", "--help"}:
+            print(f"pia text-cls: error: unknown action {argv[0]!r}; choose {', '.join(ACTIONS)}", file=sys.stderr)
+            return 2
+        print("usage: pia text-cls {train,evaluate,predict} [options]\n\n"
+              "  train      fine-tune a sequence classifier (own loop, or --engine hf for transformers.Trainer)\n"
+              "  evaluate   accuracy, F1 and macro F1 on a labelled file (default: the bundled test split)\n"
+              "  predict    label and probability for each input text\n\n"
+              "Run `pia text-cls train --help` for every option.")
+        return 0
+    ACTIONS[argv[0]](parse_args(build_parser(argv[0]), argv[1:]))
+    return 0
