@@ -1,0 +1,358 @@
+"""`pia translate train|evaluate|translate`: English->Chinese translation with an encoder-decoder Transformer.
+
+With no `--data`/`--hf` it trains on the bundled SYNTHETIC corpus (generated from a small bilingual grammar,
+not real text), written out as tab-separated sentence pairs. `--data` reads `English<TAB>Chinese` files
+(the Tatoeba cmn.txt layout) or a folder of train/valid/test .tsv; `--hf` a local Hugging Face dataset with
+`en`/`zh` columns. The run folder keeps the tokenizers and the config, so `evaluate` and `translate` need
+only `--checkpoint`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sacrebleu
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer
+from torch.utils.data import DataLoader
+
+from pytorch_in_action.config import parse_args, to_yaml
+from pytorch_in_action.data.translation import Pair, clean_text, load_splits, read_tsv
+from pytorch_in_action.data.translation_batching import BucketBatchSampler, PairDataset, collate, pad
+from pytorch_in_action.data.translation_tokenizer import EOS_ID, PAD_ID, build_tokenizers, decode
+from pytorch_in_action.errors import PiaError
+from pytorch_in_action.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer
+from pytorch_in_action.train.checkpoint import load_checkpoint
+from pytorch_in_action.train.distributed import DistEnv, cleanup, init_distributed
+from pytorch_in_action.train.loop import Engine, EngineConfig
+from pytorch_in_action.train.optim import build_optimizer
+from pytorch_in_action.train.precision import autocast_ctx
+from pytorch_in_action.train.run import RunDir
+from pytorch_in_action.train.schedule import build_scheduler
+
+ACTIONS = {
+    "train": "train on the bundled synthetic corpus (default) or your sentence pairs",
+    "evaluate": "BLEU (greedy and beam), loss and token accuracy of a checkpoint on a test set",
+    "translate": "translate English sentences given on the command line (or stdin) with a checkpoint",
+}
+
+
+def build_parser(action: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"pia translate {action}", description=ACTIONS[action],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    run = p.add_argument_group("run")
+    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    run.add_argument("--amp", default="bf16", choices=["off", "bf16", "fp16"],
+                     help="autocast dtype (bf16 is fast on CPUs with AMX)")
+    run.add_argument("--beam", type=int, default=4, help="beam size for beam search (1: greedy only)")
+    run.add_argument("--length-penalty", type=float, default=1.0, help="beam score = log p / length**penalty")
+    run.add_argument("--decode-batch", type=int, default=64, help="sentences decoded together")
+    if action == "translate":
+        p.add_argument("--checkpoint", type=Path, required=True, help="RUN/checkpoints/best.pt")
+        p.add_argument("sentences", nargs="*", help="English sentences (default: one per line on stdin)")
+        return p
+    data = p.add_argument_group("data")
+    if action == "evaluate":
+        p.add_argument("--checkpoint", type=Path, required=True, help="RUN/checkpoints/best.pt")
+        data.add_argument("--data", type=Path, help="English<TAB>Chinese file (default: the run's test split)")
+        data.add_argument("--max-sentences", type=int, default=0, help="evaluate the first N only (0: all)")
+        return p
+    data.add_argument("--data", help="English<TAB>Chinese file, or a folder of train/valid/test .tsv "
+                      "(default: the bundled synthetic corpus)")
+    data.add_argument("--hf", help="local Hugging Face dataset (save_to_disk folder or json/csv/parquet) "
+                      "with 'en' and 'zh' columns")
+    data.add_argument("--n-pairs", type=int, default=40_000, help="size of the bundled synthetic corpus")
+    data.add_argument("--max-chars", type=int, default=200, help="drop pairs with a longer side")
+    data.add_argument("--max-len", type=int, default=128, help="tokens per side after truncation")
+    data.add_argument("--vocab-size", type=int, default=4000)
+    data.add_argument("--shared-vocab", action=argparse.BooleanOptionalAction, default=True,
+                      help="one tokenizer for both languages (needed for --share-embeddings)")
+    data.add_argument("--max-tokens", type=int, default=4096, help="padded tokens per batch (length bucketing)")
+    model = p.add_argument_group("model")
+    model.add_argument("--d-model", type=int, default=256)
+    model.add_argument("--n-head", type=int, default=4)
+    model.add_argument("--layers", type=int, default=3, help="encoder and decoder layers each")
+    model.add_argument("--dim-feedforward", type=int, default=1024)
+    model.add_argument("--dropout", type=float, default=0.1)
+    model.add_argument("--norm-first", action=argparse.BooleanOptionalAction, default=True, help="pre-LN")
+    model.add_argument("--share-embeddings", action=argparse.BooleanOptionalAction, default=True,
+                       help="tie source and target embeddings (with --shared-vocab)")
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument("--epochs", type=int, default=4)
+    opt.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
+    opt.add_argument("--weight-decay", type=float, default=0.01)
+    opt.add_argument("--sched", default="inverse_sqrt", choices=["inverse_sqrt", "warmup_cosine", "constant"])
+    opt.add_argument("--warmup-steps", type=int, default=200)
+    opt.add_argument("--label-smoothing", type=float, default=0.1)
+    opt.add_argument("--grad-clip", type=float, default=1.0)
+    opt.add_argument("--seed", type=int, default=0)
+    out = p.add_argument_group("output")
+    out.add_argument("--out", type=Path, help="run folder (default: runs/translate/<timestamp>)")
+    out.add_argument("--resume", nargs="?", const="latest", default=None,
+                     help="continue from <out>/checkpoints/latest.pt (or the given checkpoint)")
+    out.add_argument("--eval-every-steps", type=int, default=0, help="also evaluate every N steps")
+    out.add_argument("--ckpt-every-steps", type=int, default=0, help="also checkpoint every N steps")
+    out.add_argument("--val-bleu-sentences", type=int, default=500, help="valid sentences decoded for val_bleu")
+    out.add_argument("--test", action=argparse.BooleanOptionalAction, default=True,
+                     help="after training, report test BLEU (greedy and beam) of best.pt")
+    out.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    return p
+
+
+# -- pieces shared by the actions (importable for tests and notebooks) ----------------------------------------
+
+
+def seq2seq_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], label_smoothing: float = 0.0,
+                 ) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy over real target tokens (padding ignored) and the number of those tokens."""
+    logits = model(batch["src"], batch["tgt_in"])  # (B, T, V)
+    tgt = batch["tgt_out"]
+    loss = F.cross_entropy(logits.flatten(0, 1).float(), tgt.flatten(), ignore_index=PAD_ID,
+                           label_smoothing=label_smoothing)
+    return loss, int((tgt != PAD_ID).sum())
+
+
+def translate_texts(model: Seq2SeqTransformer, src_tok: Tokenizer, tgt_tok: Tokenizer, texts: list[str], *,
+                    num_beams: int = 1, length_penalty: float = 1.0, batch_size: int = 64,
+                    use_cache: bool = True) -> list[str]:
+    """Translate `texts` in length-sorted batches (less padding), returned in the input order."""
+    device = next(model.parameters()).device
+    max_src = model.cfg.max_len
+    ids = [e.ids[: max_src - 1] + [EOS_ID] for e in src_tok.encode_batch([clean_text(t) for t in texts])]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    out: list[str] = [""] * len(ids)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        src = pad([torch.tensor(ids[i]) for i in rows]).to(device)
+        hyps = model.translate(src, num_beams=num_beams, length_penalty=length_penalty, use_cache=use_cache)
+        for i, h in zip(rows, hyps):
+            out[i] = decode(tgt_tok, h)
+    return out
+
+
+def bleu(hyps: list[str], refs: list[str]) -> float:
+    """Corpus BLEU with sacrebleu's Chinese tokenisation (characters for CJK)."""
+    return float(sacrebleu.corpus_bleu(hyps, [refs], tokenize="zh").score)
+
+
+@torch.no_grad()
+def loss_and_accuracy(model: Seq2SeqTransformer, loader: DataLoader, device: torch.device) -> dict[str, float]:
+    """Token-level loss (no smoothing) and next-token accuracy over non-padding targets."""
+    sums = torch.zeros(3, dtype=torch.float64)
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits = model(batch["src"], batch["tgt_in"]).float()
+        tgt = batch["tgt_out"]
+        real = tgt != PAD_ID
+        loss = F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=PAD_ID, reduction="sum")
+        sums += torch.tensor([float(loss), float(((logits.argmax(-1) == tgt) & real).sum()), float(real.sum())],
+                             dtype=torch.float64)
+    n = max(1.0, float(sums[2]))
+    return {"val_loss": float(sums[0]) / n, "val_token_acc": float(sums[1]) / n}
+
+
+def make_eval_fn(model_cfg: Seq2SeqConfig, valid: PairDataset, src_tok: Tokenizer, tgt_tok: Tokenizer,
+                 dist: DistEnv, max_tokens: int, bleu_sentences: int, decode_batch: int = 64):
+    """eval_fn for the engine: val_loss, val_token_acc on the whole valid split, greedy val_bleu on a prefix.
+
+    Every rank evaluates the same data (the valid split is small), so the metrics agree without a reduction.
+    """
+    sampler = BucketBatchSampler(valid.lengths(), max_tokens, shuffle=False)
+    loader = DataLoader(valid, batch_sampler=sampler, collate_fn=collate)
+    pairs = valid.pairs[:bleu_sentences] if bleu_sentences > 0 else valid.pairs
+
+    def evaluate(model: torch.nn.Module) -> dict[str, float]:
+        metrics = loss_and_accuracy(model, loader, dist.device)
+        hyps = translate_texts(model, src_tok, tgt_tok, [en for en, _ in pairs], batch_size=decode_batch)
+        metrics["val_bleu"] = bleu(hyps, [zh for _, zh in pairs])
+        return metrics
+
+    return evaluate
+
+
+def load_for_inference(checkpoint: Path, device: torch.device) -> tuple[Seq2SeqTransformer, Tokenizer, Tokenizer,
+                                                                        dict[str, Any]]:
+    """Model and tokenizers from a checkpoint written by `pia translate train` (self-contained)."""
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    extra = state.get("extra", {})
+    if state.get("meta", {}).get("task") != "translate" or "model" not in state or "src_tokenizer" not in extra:
+        raise PiaError(f"{checkpoint} was not written by `pia translate train`")
+    cfg = Seq2SeqConfig(**state["meta"]["model"])
+    model = Seq2SeqTransformer(cfg)
+    model.load_state_dict(state["model"])
+    src_tok = Tokenizer.from_str(extra["src_tokenizer"])
+    tgt_tok = Tokenizer.from_str(extra["tgt_tokenizer"])
+    return model.to(device).eval(), src_tok, tgt_tok, extra
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _resolve_out(args: argparse.Namespace, dist: DistEnv) -> Path:
+    if args.out is None:
+        if args.resume == "latest":
+            raise PiaError("--resume needs --out (the run folder to continue)")
+        stamp = time.strftime("%Y%m%d-%H%M%S") if dist.is_main else None
+        args.out = Path("runs/translate") / str(dist.broadcast_object(stamp))
+    return args.out
+
+
+def _tokenizers(args: argparse.Namespace, train_pairs: list[Pair], out: Path, dist: DistEnv,
+                ) -> tuple[Tokenizer, Tokenizer]:
+    """Train on the training split (main rank), save in the run folder; on resume reuse the saved ones."""
+    src_f, tgt_f = out / "tokenizer_src.json", out / "tokenizer_tgt.json"
+    if args.resume is not None and src_f.is_file() and tgt_f.is_file():
+        return Tokenizer.from_file(str(src_f)), Tokenizer.from_file(str(tgt_f))
+    if dist.is_main:
+        src_tok, tgt_tok = build_tokenizers(train_pairs, args.vocab_size, shared=args.shared_vocab)
+        out.mkdir(parents=True, exist_ok=True)
+        src_tok.save(str(src_f))
+        tgt_tok.save(str(tgt_f))
+    dist.barrier()
+    return Tokenizer.from_file(str(src_f)), Tokenizer.from_file(str(tgt_f))
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    dist = init_distributed(args.device)
+    try:
+        _seed_everything(args.seed)
+        out = _resolve_out(args, dist)
+        if args.share_embeddings and not args.shared_vocab:
+            raise PiaError("--share-embeddings needs --shared-vocab (use --no-share-embeddings)")
+        splits = load_splits(args.data, args.hf, n_pairs=args.n_pairs, seed=args.seed, max_chars=args.max_chars)
+        if not splits["train"]:
+            raise PiaError("the training split is empty")
+        src_tok, tgt_tok = _tokenizers(args, splits["train"], out, dist)
+        train_ds = PairDataset(splits["train"], src_tok, tgt_tok, args.max_len)
+        valid_ds = PairDataset(splits["valid"], src_tok, tgt_tok, args.max_len)
+        max_tokens = max(args.max_tokens, args.max_len)
+        sampler = BucketBatchSampler(train_ds.lengths(), max_tokens, seed=args.seed, rank=dist.rank,
+                                     world_size=dist.world_size)
+        loader = DataLoader(train_ds, batch_sampler=sampler, collate_fn=collate, generator=torch.Generator())
+        model_cfg = Seq2SeqConfig(src_tok.get_vocab_size(), tgt_tok.get_vocab_size(), args.d_model, args.n_head,
+                                  args.layers, args.layers, args.dim_feedforward, args.dropout,
+                                  max_len=args.max_len, norm_first=args.norm_first,
+                                  share_embeddings=args.share_embeddings)
+        model = Seq2SeqTransformer(model_cfg)
+        if dist.is_main:
+            n_params = sum(p.numel() for p in model.parameters())
+            print(f"data: {len(train_ds)} train / {len(valid_ds)} valid / {len(splits['test'])} test pairs"
+                  f"{' (bundled synthetic corpus)' if not (args.data or args.hf) else ''}; vocab "
+                  f"{model_cfg.src_vocab_size}/{model_cfg.tgt_vocab_size}; model {n_params / 1e6:.2f}M params; "
+                  f"{len(sampler)} batches/epoch; writing to {out}")
+        optimizer = build_optimizer(model, "adamw", args.lr, args.weight_decay, betas=(0.9, 0.98))
+        scheduler = build_scheduler(optimizer, args.sched, total_steps=len(sampler) * args.epochs,
+                                    warmup_steps=args.warmup_steps)
+        run = RunDir(out, enabled=dist.is_main)
+        resume = None
+        if args.resume == "latest":
+            resume = run.latest if run.latest.exists() else None
+            if resume is None and dist.is_main:
+                print(f"no checkpoint in {run.checkpoints} yet: starting from scratch")
+        elif args.resume is not None:
+            resume = Path(args.resume)
+        run.write_text("config.yaml", to_yaml(args))
+        run.write_text("test.tsv", "".join(f"{en}\t{zh}\n" for en, zh in splits["test"]))
+        smoothing = args.label_smoothing
+        cfg = EngineConfig(epochs=args.epochs, amp=args.amp, grad_clip=args.grad_clip,
+                           ckpt_every_steps=args.ckpt_every_steps, eval_every_steps=args.eval_every_steps,
+                           best_metric="val_bleu", best_mode="max", progress=args.progress, items_name="tokens",
+                           extra_state={"src_tokenizer": src_tok.to_str(), "tgt_tokenizer": tgt_tok.to_str()})
+        engine = Engine(model, optimizer, loader, config=cfg, dist=dist, run=run, scheduler=scheduler,
+                        loss_fn=lambda m, b: seq2seq_loss(m, b, smoothing),
+                        eval_fn=make_eval_fn(model_cfg, valid_ds, src_tok, tgt_tok, dist, max_tokens,
+                                             args.val_bleu_sentences, args.decode_batch),
+                        meta={"task": "translate", "model": model_cfg.to_dict()})
+        summary = engine.fit(resume=resume)
+        if dist.is_main:
+            print(f"done: best val BLEU {summary['best']:.2f}; run folder {out} (config.yaml, metrics.jsonl, tb/, "
+                  f"tokenizer_*.json, test.tsv, checkpoints/latest.pt, checkpoints/best.pt)")
+            if args.test and splits["test"]:
+                loaded = load_for_inference(run.best, dist.device)
+                summary["test"] = _report(loaded, splits["test"], args, dist.device, out / "test_results.json")
+        return summary
+    finally:
+        cleanup()
+
+
+def _report(loaded: tuple, pairs: list[Pair], args: argparse.Namespace, device: torch.device,
+            save_to: Path | None = None) -> dict[str, float]:
+    """Greedy and beam BLEU, loss and token accuracy of a loaded model on `pairs`; printed, optionally saved."""
+    model, src_tok, tgt_tok, _ = loaded
+    srcs, refs = [en for en, _ in pairs], [zh for _, zh in pairs]
+    ds = PairDataset(pairs, src_tok, tgt_tok, model.cfg.max_len)
+    loader = DataLoader(ds, batch_sampler=BucketBatchSampler(ds.lengths(), max(4096, model.cfg.max_len),
+                                                             shuffle=False), collate_fn=collate)
+    with torch.no_grad(), autocast_ctx(device, args.amp):
+        result = {k.replace("val_", "test_"): v for k, v in loss_and_accuracy(model, loader, device).items()}
+        start = time.perf_counter()
+        greedy = translate_texts(model, src_tok, tgt_tok, srcs, batch_size=args.decode_batch)
+        result["bleu_greedy"], result["greedy_s"] = bleu(greedy, refs), time.perf_counter() - start
+        if args.beam > 1:
+            start = time.perf_counter()
+            beam = translate_texts(model, src_tok, tgt_tok, srcs, num_beams=args.beam,
+                                   length_penalty=args.length_penalty, batch_size=args.decode_batch)
+            result[f"bleu_beam{args.beam}"], result["beam_s"] = bleu(beam, refs), time.perf_counter() - start
+    result["sentences"] = len(pairs)
+    print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+    if save_to is not None:
+        save_to.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return result
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, float]:
+    device = init_distributed(args.device).device
+    loaded = load_for_inference(args.checkpoint, device)
+    if args.data is not None:
+        pairs = read_tsv(args.data)
+    else:
+        test = args.checkpoint.resolve().parent.parent / "test.tsv"
+        if not test.is_file():
+            raise PiaError(f"no --data given and no test split next to the checkpoint ({test})")
+        pairs = read_tsv(test)
+    pairs = [(clean_text(en), clean_text(zh)) for en, zh in pairs]
+    if args.max_sentences > 0:
+        pairs = pairs[: args.max_sentences]
+    return _report(loaded, pairs, args, device)
+
+
+def translate(args: argparse.Namespace) -> list[str]:
+    device = init_distributed(args.device).device
+    sentences = args.sentences or [line.strip() for line in sys.stdin if line.strip()]
+    if not sentences:
+        raise PiaError("no sentences to translate (give them as arguments or on stdin)")
+    model, src_tok, tgt_tok, _ = load_for_inference(args.checkpoint, device)
+    with autocast_ctx(device, args.amp):
+        out = translate_texts(model, src_tok, tgt_tok, sentences, num_beams=args.beam,
+                              length_penalty=args.length_penalty, batch_size=args.decode_batch)
+    for line in out:
+        print(line)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in {"-h", "--help"} or argv[0] not in ACTIONS:
+        if argv and argv[0] not in {"-h", "--help"}:
+            print(f"pia translate: error: unknown action {argv[0]!r}; choose {', '.join(ACTIONS)}", file=sys.stderr)
+            return 2
+        print("usage: pia translate {train,evaluate,translate} [options]\n")
+        for name, text in ACTIONS.items():
+            print(f"  {name:<10} {text}")
+        print("\nThe default corpus is SYNTHETIC (generated from a small English-Chinese grammar).\n"
+              "Run `pia translate <action> --help` for every option.")
+        return 0
+    action, rest = argv[0], argv[1:]
+    args = parse_args(build_parser(action), rest)
+    {"train": train, "evaluate": evaluate, "translate": translate}[action](args)
+    return 0
