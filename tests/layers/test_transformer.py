@@ -135,6 +135,8 @@ def test_token_embedding_is_scaled_by_sqrt_d_model():
     tokens = torch.tensor([[1, 5, 0]])
     torch.testing.assert_close(emb(tokens), emb.embedding.weight[tokens] * 4.0, rtol=0, atol=0)
     assert torch.equal(emb(tokens)[0, 2], torch.zeros(16))
+    big = TokenEmbedding(1000, 64)(torch.arange(1000))
+    assert 0.95 < big.std().item() < 1.05  # unit scale, like the positional encoding, not sqrt(d_model)
 
 
 def test_feed_forward_and_activation_errors():

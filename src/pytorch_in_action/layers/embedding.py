@@ -11,12 +11,20 @@ __all__ = ["PositionalEncoding", "TokenEmbedding", "sinusoidal_table"]
 
 
 class TokenEmbedding(nn.Module):
-    """Token ids -> vectors times sqrt(d_model), so they keep a scale comparable to the positional encoding."""
+    """Token ids -> vectors times sqrt(d_model), so they keep a scale comparable to the positional encoding.
+
+    The table starts as N(0, 1/d_model) (the paper's scale for a table shared with the output layer), so the scaled
+    vectors have unit variance; nn.Embedding's N(0, 1) times sqrt(d_model) would drown the positions.
+    """
 
     def __init__(self, num_embeddings: int, d_model: int, padding_idx: int | None = None) -> None:
         super().__init__()
         self.d_model = d_model
         self.embedding = nn.Embedding(num_embeddings, d_model, padding_idx=padding_idx)
+        nn.init.normal_(self.embedding.weight, std=d_model ** -0.5)
+        if padding_idx is not None:
+            with torch.no_grad():
+                self.embedding.weight[padding_idx].zero_()
 
     def forward(self, tokens: Tensor) -> Tensor:
         return self.embedding(tokens) * math.sqrt(self.d_model)  # (..., d_model)
