@@ -136,5 +136,7 @@ def test_bad_arguments_raise_one_clear_error():
         C.Conv2d(2, 2, 3, stride=2, padding="same")
     with pytest.raises(PiaError, match="groups"):
         C.Conv2d(3, 4, 3, groups=2)
+    with pytest.raises(PiaError, match="channels"):
+        C.conv2d(torch.randn(1, 3, 4, 4), torch.randn(2, 2, 1, 1))  # the 1x1 fast path checks too
     with pytest.raises(PiaError, match="larger"):
         C.conv2d(torch.randn(1, 1, 2, 2), torch.randn(1, 1, 3, 3))

@@ -151,9 +151,9 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: In
     input as it lies in memory; everything else goes through the channels-last im2col + one GEMM."""
     O, Cg, kh, kw = weight.shape
     if (kh, kw) == (1, 1) and _pair(stride) == (1, 1) and _pads(padding, (1, 1), (1, 1)) == (0, 0, 0, 0) \
-            and groups == 1 and input.dim() == 4:
+            and groups == 1 and input.dim() == 4 and input.shape[1] == Cg:
         N, C, H, W = input.shape
-        out = weight.view(O, C) @ input.reshape(N, C, H * W)  # (N, O, H*W): weight broadcast over the batch
+        out = weight.reshape(O, C) @ input.reshape(N, C, H * W)  # (N, O, H*W): weight broadcast over the batch
         return _add_bias(out.view(N, O, H, W), bias)
     return conv2d_im2col(input, weight, bias, stride, padding, dilation, groups)
 
