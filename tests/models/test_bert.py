@@ -186,6 +186,8 @@ def test_config_from_hf_dict_and_object():
         assert (cfg.d_model, cfg.n_layer, cfg.n_head, cfg.d_ff, cfg.act, cfg.num_labels) == (48, 3, 6, 96, "relu", 5)
     with pytest.raises(PiaError, match="position_embedding_type"):
         BertConfig.from_hf({"position_embedding_type": "relative_key"})
+    with pytest.raises(PiaError, match="not a BERT checkpoint"):
+        BertConfig.from_hf(transformers.DistilBertConfig())
     with pytest.raises(PiaError, match="activation"):
         BertModel(BertConfig(act="mish"))
 

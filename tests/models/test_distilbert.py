@@ -137,6 +137,8 @@ def test_config_from_hf():
         cfg = DistilBertConfig.from_hf(src)
         assert (cfg.d_model, cfg.n_layer, cfg.n_head, cfg.d_ff, cfg.act) == (40, 2, 5, 70, "relu")
         assert (cfg.sinusoidal_pos_embds, cfg.num_labels, cfg.seq_classif_dropout) == (True, 4, 0.3)
+    with pytest.raises(PiaError, match="not a DistilBERT checkpoint"):
+        DistilBertConfig.from_hf(transformers.BertConfig())
 
 
 def test_no_token_types_and_no_pooler():

@@ -69,6 +69,8 @@ class BertConfig:
     def from_hf(cls, hf: Any) -> BertConfig:
         """Build from an HF config object or its dict (config.json)."""
         d = dict(hf if isinstance(hf, dict) else hf.to_dict())
+        if d.get("model_type", "bert") != "bert":
+            raise PiaError(f"a {d['model_type']!r} checkpoint is not a BERT checkpoint")
         if d.get("position_embedding_type", "absolute") != "absolute":
             raise PiaError(f"position_embedding_type={d['position_embedding_type']!r} is not supported (absolute only)")
         if d.get("is_decoder") or d.get("add_cross_attention"):
@@ -211,7 +213,7 @@ class _FromHF:
 
     @classmethod
     def from_hf_state_dict(cls, hf_config: Any, hf_state_dict: dict[str, Tensor], source: str = "checkpoint"):
-        """Build the model from an HF config (object or dict) and an HF state dict."""
+        """Build the model (in eval mode, like HF's) from an HF config (object or dict) and an HF state dict."""
         cfg = cls.config_class.from_hf(hf_config)
         sd = cls.convert(hf_state_dict)
         model = cls._build(cfg, sd)

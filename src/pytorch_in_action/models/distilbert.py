@@ -54,6 +54,8 @@ class DistilBertConfig:
     def from_hf(cls, hf: Any) -> DistilBertConfig:
         """Build from an HF DistilBertConfig object or its dict (config.json)."""
         d = dict(hf if isinstance(hf, dict) else hf.to_dict())
+        if d.get("model_type", "distilbert") != "distilbert":
+            raise PiaError(f"a {d['model_type']!r} checkpoint is not a DistilBERT checkpoint")
         if "num_labels" not in d and d.get("id2label"):
             d["num_labels"] = len(d["id2label"])
         names = {f.name for f in fields(cls)}
