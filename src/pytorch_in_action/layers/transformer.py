@@ -237,12 +237,13 @@ class Transformer(nn.Module):
         layer_kw = dict(d_model=d_model, nhead=nhead, dim_feedforward=dim_feedforward, dropout=dropout,
                         activation=activation, layer_norm_eps=layer_norm_eps, batch_first=batch_first,
                         norm_first=norm_first, bias=bias, **kw)
-        self.encoder = custom_encoder or TransformerEncoder(
-            TransformerEncoderLayer(**layer_kw), num_encoder_layers,
-            nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw))
-        self.decoder = custom_decoder or TransformerDecoder(
-            TransformerDecoderLayer(**layer_kw), num_decoder_layers,
-            nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw))
+        if custom_encoder is None:
+            custom_encoder = TransformerEncoder(TransformerEncoderLayer(**layer_kw), num_encoder_layers,
+                                                nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw))
+        if custom_decoder is None:
+            custom_decoder = TransformerDecoder(TransformerDecoderLayer(**layer_kw), num_decoder_layers,
+                                                nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw))
+        self.encoder, self.decoder = custom_encoder, custom_decoder
         self.d_model, self.nhead, self.batch_first = d_model, nhead, batch_first
         for p in self.parameters():  # torch's initialisation of nn.Transformer
             if p.dim() > 1:
