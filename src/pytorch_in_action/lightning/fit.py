@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,15 @@ def train_with_lightning(args: argparse.Namespace) -> dict[str, Any]:
                             nesterov=args.nesterov, sched=args.sched, warmup_epochs=args.warmup_epochs,
                             label_smoothing=args.label_smoothing)
     accelerator = {"auto": "auto", "cpu": "cpu", "cuda": "gpu"}[args.device]
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:  # under torchrun/SLURM: one process per device, Lightning's DDP on the existing group
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        placement = dict(devices=local, num_nodes=world // local, strategy="ddp")
+    else:
+        placement = dict(devices=1)
     trainer = build_trainer(out, args.epochs, accelerator=accelerator, precision=PRECISION[args.amp],
                             progress=args.progress, gradient_clip_val=args.grad_clip or None,
-                            accumulate_grad_batches=args.accum_steps, deterministic=False)
+                            accumulate_grad_batches=args.accum_steps, **placement)
     ckpt_path = None
     if args.resume == "latest":
         last = out / "checkpoints" / "last.ckpt"
