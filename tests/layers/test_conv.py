@@ -140,3 +140,16 @@ def test_bad_arguments_raise_one_clear_error():
         C.conv2d(torch.randn(1, 3, 4, 4), torch.randn(2, 2, 1, 1))  # the 1x1 fast path checks too
     with pytest.raises(PiaError, match="larger"):
         C.conv2d(torch.randn(1, 1, 2, 2), torch.randn(1, 1, 3, 3))
+
+
+@pytest.mark.parametrize("size", [(28, 28), (30, 33)])
+def test_conv2d_dispatch_on_large_images(size):
+    """conv2d switches to the shifted path at 28x28 and above: check that path through the dispatcher too."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, *size, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, 3, 2, dtype=torch.float64, requires_grad=True)
+    ref = F.conv2d(x, w, None, 1, (1, 2), (2, 1))
+    out = C.conv2d(x, w, None, 1, (1, 2), (2, 1))
+    assert_close(out, ref, **TOL)
+    grad = torch.randn_like(ref)
+    assert_close(torch.autograd.grad(out, (x, w), grad), torch.autograd.grad(ref, (x, w), grad), **TOL)

@@ -148,13 +148,16 @@ def conv2d_shifted(input: Tensor, weight: Tensor, bias: Tensor | None = None, st
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntPair = 1,
            padding: Padding = 0, dilation: IntPair = 1, groups: int = 1) -> Tensor:
     """The fastest from-scratch path: a pointwise (1x1, stride 1, unpadded) convolution is a single GEMM on the
-    input as it lies in memory; everything else goes through the channels-last im2col + one GEMM."""
+    input as it lies in memory; stride-1 convolutions of large images (>= 28x28) use the shifted 1x1 GEMMs, which
+    skip im2col's K*K-fold copy at a small padded-grid overhead; everything else goes through im2col + one GEMM."""
     O, Cg, kh, kw = weight.shape
     if (kh, kw) == (1, 1) and _pair(stride) == (1, 1) and _pads(padding, (1, 1), (1, 1)) == (0, 0, 0, 0) \
             and groups == 1 and input.dim() == 4 and input.shape[1] == Cg:
         N, C, H, W = input.shape
         out = weight.reshape(O, C) @ input.reshape(N, C, H * W)  # (N, O, H*W): weight broadcast over the batch
         return _add_bias(out.view(N, O, H, W), bias)
+    if _pair(stride) == (1, 1) and groups == 1 and input.shape[-2] * input.shape[-1] >= 28 * 28:
+        return conv2d_shifted(input, weight, bias, stride, padding, dilation, groups)
     return conv2d_im2col(input, weight, bias, stride, padding, dilation, groups)
 
 
