@@ -1,19 +1,23 @@
 """Build the book as a static site (mkdocs-material + mkdocs-jupyter) from the stored notebook outputs.
 
 `python tools/build_site.py [--out site]`. The site sources are assembled in build/site-src:
-the README as the home page, every notebook under notebooks/ (picked up automatically, grouped by section),
-one page per recipe generated from the real `pia ... --help` output, and docs/*.md. Notebooks are not
-executed here (`make book` executes them first), so the build is fast.
+the README as the home page, every notebook under notebooks/ (picked up automatically, grouped by section
+as in the README), one page per recipe generated from the real `pia ... --help` output, and docs/*.md.
+Notebooks are not executed here (`make book` executes them first), so the build is fast. The site works
+offline: MathJax is served from the site itself and no font or script comes from a CDN.
+This file is also the mkdocs hook module of the build (see `on_post_page`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -35,6 +39,35 @@ RECIPES = {  # `pia <task>` -> its actions
     "mlm": ["pretrain"],
 }
 MATHJAX = "assets/mathjax/tex-mml-chtml.js"
+MATHJAX_CONFIG = "assets/javascripts/mathjax-config.js"
+# Only math in prose is typeset: arithmatex spans (markdown pages) and notebook markdown cells / LaTeX outputs.
+MATHJAX_CONFIG_JS = """window.MathJax = {
+  tex: {inlineMath: [["$", "$"], ["\\\\(", "\\\\)"]], displayMath: [["$$", "$$"], ["\\\\[", "\\\\]"]],
+        processEscapes: true, processEnvironments: true},
+  options: {ignoreHtmlClass: ".*|", processHtmlClass: "arithmatex|jp-RenderedMarkdown|jp-RenderedLatex"}
+};
+"""
+# The nbconvert template loads MathJax 2 from a URL of its own; the site loads MathJax 3 once for every page.
+NBCONVERT_MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
+# The nbconvert template imports mermaid from a CDN when a notebook has diagrams; the book has none.
+NBCONVERT_MERMAID = re.compile(r'<script type="module">\s*document\.addEventListener\("DOMContentLoaded", '
+                               r'async \(\) => \{\s*const diagrams = .*?</script>', re.S)
+HELP_SCRIPT = """
+import contextlib, io, json, sys
+from pytorch_in_action.cli import main
+out = {}
+for args in json.loads(sys.argv[1]):
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        try:
+            code = main(args)
+        except SystemExit as exit_:
+            code = exit_.code
+    if code not in (0, None):
+        sys.exit(f"`pia {' '.join(args)}` exited with {code}")
+    out[" ".join(args)] = buf.getvalue().rstrip()
+print(json.dumps(out))
+"""
 
 
 def notebook_title(path: Path) -> str:
@@ -47,29 +80,46 @@ def notebook_title(path: Path) -> str:
     return path.stem.replace("_", " ")
 
 
-def pia_help(*args: str) -> str:
-    res = subprocess.run([sys.executable, "-m", "pytorch_in_action", *args, "--help"], capture_output=True,
-                         text=True, cwd=ROOT, env={"COLUMNS": "100", "PATH": "/usr/bin:/bin",
-                                                    "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "src")})
-    if res.returncode != 0:
-        raise SystemExit(f"`pia {' '.join(args)} --help` failed: {res.stderr.strip()[-500:]}")
-    return res.stdout.rstrip()
+def markdown_title(path: Path) -> str:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# "):
+            return line[2:].strip()
+    return path.stem.replace("_", " ").capitalize()
+
+
+def pia_help(commands: list[list[str]]) -> dict[str, str]:
+    """The real `pia ... --help` texts, 100 columns wide, all from one Python process (imports paid once).
+
+    The cache folder is a scratch one, shown as its documented default `~/.cache/pytorch_in_action`.
+    """
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "COLUMNS": "100", "HF_HUB_OFFLINE": "1", "PIA_CACHE": cache}
+        res = subprocess.run([sys.executable, "-c", HELP_SCRIPT, json.dumps(commands)], capture_output=True,
+                             text=True, cwd=ROOT, env=env)
+        if res.returncode != 0:
+            raise SystemExit(f"collecting `pia --help` texts failed: {res.stderr.strip()[-1000:]}")
+        texts = json.loads(res.stdout.strip().splitlines()[-1])
+    return {k: v.replace(cache, "~/.cache/pytorch_in_action") for k, v in texts.items()}
 
 
 def recipe_pages() -> list[dict]:
+    import importlib.util
+
     from pytorch_in_action.cli import TASKS
 
+    tasks = {t: a for t, a in RECIPES.items() if importlib.util.find_spec(TASKS[t][0]) is not None}
+    helps = pia_help([[t, "--help"] for t in tasks] + [[t, a, "--help"] for t, acts in tasks.items() for a in acts])
     nav = []
     (SRC / "recipes").mkdir(parents=True, exist_ok=True)
-    for task, actions in RECIPES.items():
-        module, text = TASKS[task]
-        try:
-            __import__(module)
-        except ImportError:
-            continue
-        parts = [f"# pia {task}\n\n{text[0].upper() + text[1:]}.\n\nGenerated from the command's own `--help`.\n"]
+    for task, actions in tasks.items():
+        text = TASKS[task][1]
+        parts = [f"# pia {task}\n\n{text[0].upper() + text[1:]}. Every option below is copied from the "
+                 f"command's own `--help` when the site is built; `python -m pytorch_in_action {task} ...` is "
+                 "the same command. Options can also come from `--config run.yaml` (keys are the option names; "
+                 f"flags on the command line win).\n\n```text\n$ pia {task} --help\n{helps[f'{task} --help']}\n```\n"]
         for action in actions:
-            parts.append(f"## pia {task} {action}\n\n```text\n{pia_help(task, action)}\n```\n")
+            parts.append(f"## pia {task} {action}\n\n```text\n$ pia {task} {action} --help\n"
+                         f"{helps[f'{task} {action} --help']}\n```\n")
         (SRC / "recipes" / f"{task}.md").write_text("\n".join(parts), encoding="utf-8")
         nav.append({f"pia {task}": f"recipes/{task}.md"})
     return nav
@@ -82,14 +132,21 @@ def home_page() -> None:
 
 
 def mathjax() -> None:
-    """MathJax served from the site itself (the site must work without internet)."""
+    """MathJax 3 served from the site itself (the site must work without internet), with its configuration."""
     dest = SRC / MATHJAX
     npm_dir = BUILD / "npm"
     src = npm_dir / "node_modules" / "mathjax" / "es5"
-    if not src.is_dir():
+    if not (src / "tex-mml-chtml.js").is_file():
         subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(npm_dir),
                         "mathjax@3"], check=True)
     shutil.copytree(src, dest.parent, dirs_exist_ok=True)
+    (SRC / MATHJAX_CONFIG).parent.mkdir(parents=True, exist_ok=True)
+    (SRC / MATHJAX_CONFIG).write_text(MATHJAX_CONFIG_JS, encoding="utf-8")
+
+
+def on_post_page(output: str, page, config) -> str:
+    """mkdocs hook: drop the nbconvert template's remote MathJax 2 and mermaid loaders from notebook pages."""
+    return NBCONVERT_MERMAID.sub("", NBCONVERT_MATHJAX.sub("", output))
 
 
 def assemble() -> dict:
@@ -97,7 +154,8 @@ def assemble() -> dict:
         shutil.rmtree(SRC)
     SRC.mkdir(parents=True)
     home_page()
-    for md in sorted((ROOT / "docs").glob("*.md")):
+    docs = sorted((ROOT / "docs").glob("*.md"))
+    for md in docs:
         shutil.copy(md, SRC / md.name)
     book = []
     for folder, title in SECTIONS:
@@ -115,20 +173,33 @@ def assemble() -> dict:
         book.append({title: pages})
     mathjax()
     nav = [{"Home": "index.md"}, *book, {"Recipes": recipe_pages()}]
-    nav += [{md.stem.replace("_", " ").capitalize(): md.name} for md in sorted((ROOT / "docs").glob("*.md"))]
+    nav += [{markdown_title(md): md.name} for md in docs]
     return {
         "site_name": "pytorch-in-action",
         "site_description": "Deep-learning pieces from scratch in PyTorch, proven equal to the real ones",
         "docs_dir": str(SRC),
         "use_directory_urls": True,
-        "theme": {"name": "material", "features": ["content.code.copy", "navigation.sections",
-                                                    "navigation.top", "search.highlight"]},
+        "theme": {
+            "name": "material",
+            "font": False,  # no Google Fonts: the site works offline with the system fonts
+            "palette": [
+                {"scheme": "default", "primary": "deep orange", "accent": "deep orange",
+                 "toggle": {"icon": "material/weather-night", "name": "Dark mode"}},
+                {"scheme": "slate", "primary": "deep orange", "accent": "deep orange",
+                 "toggle": {"icon": "material/weather-sunny", "name": "Light mode"}},
+            ],
+            "icon": {"logo": "material/fire"},
+            "features": ["content.code.copy", "navigation.sections", "navigation.top", "navigation.footer",
+                         "search.highlight", "search.suggest", "toc.follow"],
+        },
+        "hooks": [str(Path(__file__).resolve())],
         "plugins": ["search", {"mkdocs-jupyter": {"execute": False, "include_source": True,
-                                                  "custom_mathjax_url": f"/{MATHJAX}?config=TeX-AMS_CHTML"}}],
-        "markdown_extensions": ["tables", "admonition", "pymdownx.superfences",
+                                                  "custom_mathjax_url": MATHJAX}}],
+        "markdown_extensions": ["tables", "admonition", "attr_list", "md_in_html", "pymdownx.superfences",
+                                {"toc": {"permalink": True}},
                                 {"pymdownx.arithmatex": {"generic": True}},
                                 {"pymdownx.highlight": {"anchor_linenums": False}}],
-        "extra_javascript": [f"/{MATHJAX}"],
+        "extra_javascript": [MATHJAX_CONFIG, MATHJAX],
         "nav": nav,
     }
 
