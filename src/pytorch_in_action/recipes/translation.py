@@ -75,22 +75,22 @@ def build_parser(action: str) -> argparse.ArgumentParser:
     data.add_argument("--vocab-size", type=int, default=4000)
     data.add_argument("--shared-vocab", action=argparse.BooleanOptionalAction, default=True,
                       help="one tokenizer for both languages (needed for --share-embeddings)")
-    data.add_argument("--max-tokens", type=int, default=4096, help="padded tokens per batch (length bucketing)")
+    data.add_argument("--max-tokens", type=int, default=2048, help="padded tokens per batch (length bucketing)")
     model = p.add_argument_group("model")
-    model.add_argument("--d-model", type=int, default=256)
+    model.add_argument("--d-model", type=int, default=128)
     model.add_argument("--n-head", type=int, default=4)
-    model.add_argument("--layers", type=int, default=3, help="encoder and decoder layers each")
-    model.add_argument("--dim-feedforward", type=int, default=1024)
+    model.add_argument("--layers", type=int, default=2, help="encoder and decoder layers each")
+    model.add_argument("--dim-feedforward", type=int, default=512)
     model.add_argument("--dropout", type=float, default=0.1)
     model.add_argument("--norm-first", action=argparse.BooleanOptionalAction, default=True, help="pre-LN")
     model.add_argument("--share-embeddings", action=argparse.BooleanOptionalAction, default=True,
                        help="tie source and target embeddings (with --shared-vocab)")
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=int, default=4)
-    opt.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
+    opt.add_argument("--epochs", type=int, default=2)
+    opt.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW)")
     opt.add_argument("--weight-decay", type=float, default=0.01)
     opt.add_argument("--sched", default="inverse_sqrt", choices=["inverse_sqrt", "warmup_cosine", "constant"])
-    opt.add_argument("--warmup-steps", type=int, default=200)
+    opt.add_argument("--warmup-steps", type=int, default=100)
     opt.add_argument("--label-smoothing", type=float, default=0.1)
     opt.add_argument("--grad-clip", type=float, default=1.0)
     opt.add_argument("--seed", type=int, default=0)
@@ -115,7 +115,8 @@ def seq2seq_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], label_s
     """Mean cross-entropy over real target tokens (padding ignored) and the number of those tokens."""
     logits = model(batch["src"], batch["tgt_in"])  # (B, T, V)
     tgt = batch["tgt_out"]
-    loss = F.cross_entropy(logits.flatten(0, 1).float(), tgt.flatten(), ignore_index=PAD_ID,
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 logits -> fp32 for the loss
+    loss = F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=PAD_ID,
                            label_smoothing=label_smoothing)
     return loss, int((tgt != PAD_ID).sum())
 
