@@ -40,11 +40,11 @@ RECIPES = {  # `pia <task>` -> its actions
 }
 MATHJAX = "assets/mathjax/tex-mml-chtml.js"
 MATHJAX_CONFIG = "assets/javascripts/mathjax-config.js"
-# Only math in prose is typeset: arithmatex spans (markdown pages) and notebook markdown cells / LaTeX outputs.
+# `$...$` as in Jupyter; code (pre, code) is never typeset, nor are the navigation, header, search and footer.
 MATHJAX_CONFIG_JS = """window.MathJax = {
   tex: {inlineMath: [["$", "$"], ["\\\\(", "\\\\)"]], displayMath: [["$$", "$$"], ["\\\\[", "\\\\]"]],
         processEscapes: true, processEnvironments: true},
-  options: {ignoreHtmlClass: ".*|", processHtmlClass: "arithmatex|jp-RenderedMarkdown|jp-RenderedLatex"}
+  options: {ignoreHtmlClass: "tex2jax_ignore|md-nav|md-header|md-search|md-footer"}
 };
 """
 # The nbconvert template loads MathJax 2 from a URL of its own; the site loads MathJax 3 once for every page.
