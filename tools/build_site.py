@@ -88,12 +88,12 @@ def markdown_title(path: Path) -> str:
 
 
 def pia_help(commands: list[list[str]]) -> dict[str, str]:
-    """The real `pia ... --help` texts, 100 columns wide, all from one Python process (imports paid once).
+    """The real `pia ... --help` texts, 80 columns (fits the page), all from one Python process.
 
     The cache folder is a scratch one, shown as its documented default `~/.cache/pytorch_in_action`.
     """
     with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "COLUMNS": "100", "HF_HUB_OFFLINE": "1", "PIA_CACHE": cache}
+        env = {**os.environ, "COLUMNS": "80", "HF_HUB_OFFLINE": "1", "PIA_CACHE": cache}
         res = subprocess.run([sys.executable, "-c", HELP_SCRIPT, json.dumps(commands)], capture_output=True,
                              text=True, cwd=ROOT, env=env)
         if res.returncode != 0:
