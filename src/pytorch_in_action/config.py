@@ -16,6 +16,15 @@ import yaml
 from pytorch_in_action.errors import PiaError
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults in --help, except empty ones (None/False), whose meaning the help text states."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False) or action.help is None:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def _load_yaml(path: str) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():

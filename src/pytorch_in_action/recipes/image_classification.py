@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from pytorch_in_action.config import parse_args, to_yaml
+from pytorch_in_action.config import HelpFormatter, parse_args, to_yaml
 from pytorch_in_action.data.digits import materialize_digits
 from pytorch_in_action.data.imagefolder import BadImageError, check_layout, first_image_size, image_folder
 from pytorch_in_action.data.seeded import SeededTransform
@@ -42,7 +42,7 @@ DEFAULT_WORKERS = min(2, os.cpu_count() or 1)  # the input pipeline benchmark sh
 
 def build_parser(action: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"pia image {action}", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     data = p.add_argument_group("data")
     data.add_argument("--data", type=Path, help="ImageNet-layout folder with train/ and val/ (default: bundled digits)")
     data.add_argument("--synthetic", action="store_true", help="random images, for throughput measurements")
@@ -58,31 +58,33 @@ def build_parser(action: str) -> argparse.ArgumentParser:
     model.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across ranks")
     run = p.add_argument_group("run")
     run.add_argument("--batch-size", type=int, default=64, help="per process")
-    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    run.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when present")
+    run.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"],
+                     help="autocast dtype (bf16 on CPU or GPU; fp16 + GradScaler on CUDA)")
+    run.add_argument("--seed", type=int, default=0, help="same seed, same command: same weights on CPU")
+    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm bars")
     if action == "train":
         opt = p.add_argument_group("optimisation")
-        opt.add_argument("--epochs", type=int, default=10)
-        opt.add_argument("--opt", default="sgd", choices=["sgd", "adamw"])
-        opt.add_argument("--lr", type=float, default=0.1)
-        opt.add_argument("--momentum", type=float, default=0.9)
-        opt.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=True)
+        opt.add_argument("--epochs", type=int, default=10, help="total epochs (also when resuming)")
+        opt.add_argument("--opt", default="sgd", choices=["sgd", "adamw"], help="optimizer")
+        opt.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
+        opt.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+        opt.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=True, help="Nesterov momentum")
         opt.add_argument("--weight-decay", type=float, default=5e-4, help="not applied to biases and norms")
-        opt.add_argument("--sched", default="warmup_cosine", choices=SCHEDULES)
-        opt.add_argument("--warmup-epochs", type=float, default=1.0)
+        opt.add_argument("--sched", default="warmup_cosine", choices=SCHEDULES, help="stepped once per optimizer step")
+        opt.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warmup length")
         opt.add_argument("--step-epochs", type=float, default=30.0, help="decay interval of --sched step")
         opt.add_argument("--gamma", type=float, default=0.1, help="decay factor of --sched step")
-        opt.add_argument("--label-smoothing", type=float, default=0.0)
-        opt.add_argument("--grad-clip", type=float, default=0.0)
-        opt.add_argument("--accum-steps", type=int, default=1)
+        opt.add_argument("--label-smoothing", type=float, default=0.0, help="cross-entropy label smoothing")
+        opt.add_argument("--grad-clip", type=float, default=0.0, help="max gradient norm (0: off)")
+        opt.add_argument("--accum-steps", type=int, default=1, help="micro-batches per optimizer step")
         out = p.add_argument_group("output")
         out.add_argument("--out", type=Path, help="run folder (default: runs/image/<timestamp>)")
         out.add_argument("--resume", nargs="?", const="latest", default=None,
                          help="continue from <out>/checkpoints/latest.pt (or the given checkpoint)")
         out.add_argument("--ckpt-every-steps", type=int, default=0, help="also checkpoint every N steps")
-        out.add_argument("--engine", default="native", choices=["native", "lightning"])
+        out.add_argument("--engine", default="native", choices=["native", "lightning"],
+                         help="the project's engine, or PyTorch Lightning (checkpoints/last.ckpt)")
     else:
         p.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint written by `pia image train`")
     return p
