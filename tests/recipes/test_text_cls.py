@@ -58,9 +58,16 @@ def args(tiny, out, *extra):
             "--lr", "5e-3", "--no-progress", "--device", "cpu", *extra]
 
 
-def test_train_writes_correct_metrics_then_evaluate_and_predict(tiny, tmp_path, capsys):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def own_run(tiny):
+    """One 4-epoch run of the project's loop, shared by the tests below."""
+    out = tiny / "own"
     assert cli.main(args(tiny, out, "--epochs", "4")) == 0
+    return out
+
+
+def test_train_writes_correct_metrics_then_evaluate_and_predict(tiny, own_run, capsys):
+    out = own_run
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2, 3, 4]
     with (out / "val_predictions.csv").open() as f:
@@ -112,9 +119,8 @@ def test_resume_mid_epoch_is_exact(tiny, tmp_path, monkeypatch):
         (broken / "metrics.jsonl").read_text().splitlines()[-1].split('"lr"')[0]
 
 
-def test_trainer_engine_agrees_with_own_loop(tiny, tmp_path):
-    own, hf = tmp_path / "own", tmp_path / "hf"
-    assert cli.main(args(tiny, own, "--epochs", "4")) == 0
+def test_trainer_engine_agrees_with_own_loop(tiny, own_run, tmp_path):
+    own, hf = own_run, tmp_path / "hf"
     assert cli.main(args(tiny, hf, "--epochs", "4", "--engine", "hf")) == 0
     a = [json.loads(x) for x in (own / "metrics.jsonl").read_text().splitlines()]
     b = [json.loads(x) for x in (hf / "metrics.jsonl").read_text().splitlines()]
