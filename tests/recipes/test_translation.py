@@ -26,7 +26,7 @@ TINY = ["--n-pairs", "600", "--d-model", "32", "--n-head", "2", "--layers", "1",
 # a run small enough for a test yet long enough to learn the grammar's most frequent patterns
 LEARN = ["--n-pairs", "3000", "--d-model", "64", "--n-head", "4", "--layers", "2", "--dim-feedforward", "128",
          "--max-tokens", "1024", "--vocab-size", "600", "--val-bleu-sentences", "100", "--no-progress", "--no-test",
-         "--amp", "bf16", "--lr", "3e-3", "--warmup-steps", "30", "--epochs", "5"]
+         "--amp", "bf16", "--lr", "3e-3", "--warmup-steps", "30", "--epochs", "6"]
 
 
 def _metrics(out):
