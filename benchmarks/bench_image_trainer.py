@@ -6,6 +6,8 @@ Run: .venv/bin/python benchmarks/bench_image_trainer.py [--quick]
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -46,8 +48,9 @@ def trainer_overhead(n_items: int, batch: int) -> list:
         return F.cross_entropy(m(x), y), len(y)
 
     def engine_epoch():
-        Engine(model, opt, loader, config=EngineConfig(epochs=1, progress=True), dist=DistEnv(),
-               loss_fn=loss_fn).fit()
+        with contextlib.redirect_stdout(io.StringIO()):  # the per-epoch summary line is not part of the table
+            Engine(model, opt, loader, config=EngineConfig(epochs=1, progress=True), dist=DistEnv(),
+                   loss_fn=loss_fn).fit()
 
     def bare_epoch():
         model.train()

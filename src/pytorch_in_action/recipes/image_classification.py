@@ -54,6 +54,7 @@ def build_parser(action: str) -> argparse.ArgumentParser:
     model = p.add_argument_group("model")
     model.add_argument("--arch", default="small_cnn", help="small_cnn or any torchvision classification model")
     model.add_argument("--pretrained", action="store_true", help="torchvision weights from your torch hub cache")
+    model.add_argument("--dropout", type=float, help="dropout before the classifier (default: the model's)")
     model.add_argument("--channels-last", action="store_true", help="channels_last memory format (faster with bf16)")
     model.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across ranks")
     run = p.add_argument_group("run")
@@ -157,7 +158,8 @@ def _prepare(args: argparse.Namespace, dist: DistEnv):
     val_sampler = ShardedBatchSampler(len(val_ds), args.batch_size, shuffle=False, rank=dist.rank,
                                       world_size=dist.world_size, drop_last=False, even_shards=False)
     val_loader = _loader(val_ds, val_sampler, args.workers, dist.device)
-    model = build_model(args.arch, len(classes), pretrained=args.pretrained)
+    model = build_model(args.arch, len(classes), pretrained=args.pretrained, dropout=args.dropout)
+    torch.manual_seed(args.seed + dist.rank)  # same initial weights everywhere, independent dropout per rank
     if getattr(args, "sync_bn", False) and dist.is_distributed:
         if dist.device.type == "cpu":
             raise PiaError("--sync-bn needs GPUs (torch's SyncBatchNorm has no CPU kernel); on CPU use "

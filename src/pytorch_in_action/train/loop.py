@@ -92,7 +92,17 @@ class Engine:
         self.history: list[dict[str, Any]] = []
 
     # -- checkpoints -------------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
+    def _rng_states(self) -> list[dict[str, Any]]:
+        """Every rank's RNG state (collective: all ranks must call it), so dropout resumes per rank."""
+        mine = capture_rng_state()
+        if not self.dist.is_distributed:
+            return [mine]
+        states: list[Any] = [None] * self.dist.world_size
+        torch.distributed.all_gather_object(states, mine)
+        return states
+
+    def state_dict(self, rng_states: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        rng_states = rng_states or [capture_rng_state()]
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -104,15 +114,17 @@ class Engine:
             "best": self.best,
             "loss_sum": self.loss_sum,
             "items": self.items,
-            "rng": capture_rng_state(),
+            "rng": rng_states[0],
+            "rng_per_rank": rng_states,
             "meta": self.meta,
             "extra": self.cfg.extra_state,
         }
 
     def save(self, best: bool = False) -> None:
         """Write latest.pt (and best.pt when asked) on the main rank; all ranks wait for it."""
+        rng_states = self._rng_states()
         if self.run is not None and self.dist.is_main:
-            save_checkpoint(self.run.latest, self.state_dict())
+            save_checkpoint(self.run.latest, self.state_dict(rng_states))
             if best:
                 tmp = self.run.best.with_name(".best.pt.tmp-copy")
                 shutil.copyfile(self.run.latest, tmp)
@@ -138,7 +150,9 @@ class Engine:
         self.epoch, self.batch_in_epoch = state["epoch"], state["batch_in_epoch"]
         self.global_step, self.best = state["global_step"], state["best"]
         self.loss_sum, self.items = state["loss_sum"], state["items"]
-        restore_rng_state(state["rng"])
+        per_rank = state.get("rng_per_rank") or [state["rng"]]
+        # same world size: every rank continues its own stream; otherwise all start from rank 0's
+        restore_rng_state(per_rank[self.dist.rank] if len(per_rank) == self.dist.world_size else per_rank[0])
         if self.run is not None:
             self.run.truncate_metrics(self.global_step)
 
