@@ -85,6 +85,7 @@ def read_hf(path: str | Path, split: str = "train") -> list[Pair]:
             fmt = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}.get(path.suffix)
             if fmt is None:
                 raise PiaError(f"{path}: unsupported dataset file type {path.suffix!r} (json, jsonl, csv, parquet)")
+            datasets.disable_progress_bars()  # a one-file local load needs no progress bar on stderr
             ds = datasets.load_dataset(fmt, data_files=str(path))
     except PiaError:
         raise

@@ -192,13 +192,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                                     warmup_steps=round(args.warmup_epochs * steps_per_epoch),
                                     step_size=round(args.step_epochs * steps_per_epoch), gamma=args.gamma)
         run = RunDir(out, enabled=dist.is_main)
-        resume = None
-        if args.resume == "latest":
-            resume = run.latest if run.latest.exists() else None
-            if resume is None and dist.is_main:
-                print(f"no checkpoint in {run.checkpoints} yet: starting from scratch")
-        elif args.resume is not None:
-            resume = Path(args.resume)
+        resume = run.resume_path(args.resume)
         run.write_text("config.yaml", to_yaml(args))
         smoothing, channels_last = args.label_smoothing, args.channels_last
 

@@ -256,13 +256,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         scheduler = build_scheduler(optimizer, args.sched, total_steps=len(sampler) * args.epochs,
                                     warmup_steps=args.warmup_steps)
         run = RunDir(out, enabled=dist.is_main)
-        resume = None
-        if args.resume == "latest":
-            resume = run.latest if run.latest.exists() else None
-            if resume is None and dist.is_main:
-                print(f"no checkpoint in {run.checkpoints} yet: starting from scratch")
-        elif args.resume is not None:
-            resume = Path(args.resume)
+        resume = run.resume_path(args.resume)
         run.write_text("config.yaml", to_yaml(args))
         run.write_text("test.tsv", "".join(f"{en}\t{zh}\n" for en, zh in splits["test"]))
         smoothing = args.label_smoothing

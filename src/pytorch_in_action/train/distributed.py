@@ -71,6 +71,19 @@ def map_slurm_env(env: dict[str, str] | None = None) -> None:
     env.setdefault("MASTER_PORT", str(29500 + int(env.get("SLURM_JOB_ID", "0")) % 1000))
 
 
+def _attempt_store(restart: str, rank: int, world_size: int, timeout: datetime.timedelta) -> dist.Store:
+    """The rendezvous store seen through a prefix per elastic attempt.
+
+    After torchrun restarts a failed group, the store still holds the previous attempt's keys (gloo's peer
+    addresses among them); a restarted rank could read a dead peer's address and fail to connect.
+    """
+    agent_hosts_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
+                          is_master=not agent_hosts_store and rank == 0, timeout=timeout,
+                          multi_tenant=not agent_hosts_store)
+    return dist.PrefixStore(f"pytorch_in_action/attempt_{restart}", store)
+
+
 def init_distributed(device: str = "auto", timeout_s: int = 1800) -> DistEnv:
     """Join the process group when launched by torchrun/SLURM; otherwise a single-process DistEnv."""
     map_slurm_env()
@@ -90,7 +103,13 @@ def init_distributed(device: str = "auto", timeout_s: int = 1800) -> DistEnv:
         raise PiaError(f"unknown device {device!r}; use auto, cpu or cuda")
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+        timeout = datetime.timedelta(seconds=timeout_s)
+        restart = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+        if restart is None:
+            dist.init_process_group(backend, timeout=timeout)
+        else:
+            dist.init_process_group(backend, store=_attempt_store(restart, rank, world_size, timeout), rank=rank,
+                                    world_size=world_size, timeout=timeout)
     return DistEnv(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
 
 

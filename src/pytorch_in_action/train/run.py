@@ -38,6 +38,19 @@ class RunDir:
     def metrics_file(self) -> Path:
         return self.root / "metrics.jsonl"
 
+    def resume_path(self, resume: str | None, announce: bool = True) -> Path | None:
+        """What `--resume [PATH]` means: "latest" -> checkpoints/latest.pt when it exists (a fresh start
+        otherwise, as for the first attempt of an elastic job), a path -> that file, None -> no resume."""
+        if resume is None:
+            return None
+        if resume != "latest":
+            return Path(resume)
+        if self.latest.exists():
+            return self.latest
+        if announce and self.enabled:
+            print(f"no checkpoint in {self.checkpoints} yet: starting from scratch")
+        return None
+
     def write_text(self, name: str, text: str) -> None:
         if self.enabled:
             tmp = self.root / f".{name}.tmp"
