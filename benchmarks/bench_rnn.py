@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> None:
           f"(median of {repeats} interleaved pairs).\n")
     print(markdown_table(["model", "torch fwd+bwd ms", "ours fwd+bwd ms", "fwd+bwd ratio", "forward-only ratio"],
                          rows))
+    lstm = rows[0][3]
+    print(f"\nGoal: LSTM forward + backward at most 2x `nn.LSTM`: **{'met' if lstm <= 2 else 'not met'}** ({lstm:.2f}x).")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> None:
           f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, torch {torch.__version__}; "
           "median of interleaved pairs, ratio < 1 means ours is faster.\n")
     print(markdown_table(["case", "ours (ms)", "torch (ms)", "ours / torch"], rows))
+    worst = max(r[3] for r in rows if "train step" in r[0])
+    print(f"\nGoal: forward + backward at most 1.1x torch's layer: **{'met' if worst <= 1.1 else 'not met'}** "
+          f"(worst {worst:.2f}x).")
 
 
 if __name__ == "__main__":

@@ -145,20 +145,83 @@ def conv2d_shifted(input: Tensor, weight: Tensor, bias: Tensor | None = None, st
     return _add_bias(out.contiguous(), bias)
 
 
-def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntPair = 1,
-           padding: Padding = 0, dilation: IntPair = 1, groups: int = 1) -> Tensor:
-    """The fastest from-scratch path: a pointwise (1x1, stride 1, unpadded) convolution is a single GEMM on the
-    input as it lies in memory; stride-1 convolutions of large images (>= 28x28) use the shifted 1x1 GEMMs, which
-    skip im2col's K*K-fold copy at a small padded-grid overhead; everything else goes through im2col + one GEMM."""
+BLOCK_ROWS = 4096  # output rows per cache block in the shifted GEMMs (4096 x 64 floats = 1 MiB)
+
+
+def _conv2d_shifted_blocked(xp: Tensor, weight: Tensor, dilation: tuple[int, int], out_hw: tuple[int, int]) -> Tensor:
+    """`conv2d_shifted`'s math (stride 1, one group) made cache-friendly, without autograd.
+
+    The unblocked version streams the whole output through memory once per tap (K*K times); here the output rows
+    are cut into blocks of about `BLOCK_ROWS` that stay in the L2 cache while all K*K GEMMs accumulate into them,
+    in place. Blocks follow whole images and skip the padded bottom rows that end each run of images (they hold no
+    output pixel).
+    """
+    N, C, Hp, Wp = xp.shape
+    O, _, kh, kw = weight.shape
+    (dh, dw), (Ho, Wo) = dilation, out_hw
+    x = xp.permute(0, 2, 3, 1).contiguous().view(N * Hp * Wp, C)  # channels last, one row per pixel
+    w = weight.permute(2, 3, 1, 0).contiguous()  # (kh, kw, C, O)
+    taps = [(i * dh * Wp + j * dw, w[i, j]) for i in range(kh) for j in range(kw)]
+    M = N * Hp * Wp - taps[-1][0]  # rows whose every tap stays inside the input
+    out = torch.empty(N * Hp * Wp, O, dtype=xp.dtype, device=xp.device)
+    rows_per_image = Ho * Wp  # output rows of one image on the padded grid (the last Hp-Ho rows are skipped)
+    images = max(1, BLOCK_ROWS // rows_per_image)
+    for n0 in range(0, N, images):
+        for start in range(n0 * Hp * Wp, (min(n0 + images, N) - 1) * Hp * Wp + rows_per_image, BLOCK_ROWS):
+            stop = min(start + BLOCK_ROWS, (min(n0 + images, N) - 1) * Hp * Wp + rows_per_image, M)
+            block = out[start:stop]  # (rows, O): stays in cache across the K*K taps
+            torch.mm(x[start + taps[0][0]:stop + taps[0][0]], taps[0][1], out=block)
+            for off, w_tap in taps[1:]:
+                block.addmm_(x[start + off:stop + off], w_tap)
+    out = out.view(N, Hp, Wp, O)[:, :Ho, :Wo]  # keep the valid pixels
+    return out.permute(0, 3, 1, 2).contiguous()  # (N, O, Ho, Wo)
+
+
+def _conv2d_fastest(input: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPair, padding: Padding,
+                    dilation: IntPair, groups: int) -> Tensor:
+    """Pick the fastest from-scratch forward for this shape (no autograd; `conv2d` adds the backward)."""
     O, Cg, kh, kw = weight.shape
     if (kh, kw) == (1, 1) and _pair(stride) == (1, 1) and _pads(padding, (1, 1), (1, 1)) == (0, 0, 0, 0) \
             and groups == 1 and input.dim() == 4 and input.shape[1] == Cg:
         N, C, H, W = input.shape
         out = weight.reshape(O, C) @ input.reshape(N, C, H * W)  # (N, O, H*W): weight broadcast over the batch
         return _add_bias(out.view(N, O, H, W), bias)
-    if _pair(stride) == (1, 1) and groups == 1 and input.shape[-2] * input.shape[-1] >= 28 * 28:
-        return conv2d_shifted(input, weight, bias, stride, padding, dilation, groups)
+    xp, stride, dilation, _, (Ho, Wo) = _prepare(input, weight, stride, padding, dilation, groups)
+    # the shifted GEMMs compute Hp x Wp pixels to keep Ho x Wo: worth it while that waste is small
+    if stride == (1, 1) and groups == 1 and xp.shape[-2] * xp.shape[-1] <= 1.4 * Ho * Wo:
+        return _add_bias(_conv2d_shifted_blocked(xp, weight, dilation, (Ho, Wo)), bias)
     return conv2d_im2col(input, weight, bias, stride, padding, dilation, groups)
+
+
+class _Conv2dFunction(torch.autograd.Function):
+    """Forward with the fastest path, backward with `conv2d_backward`: both from scratch."""
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, stride, padding, dilation, groups):
+        ctx.save_for_backward(input, weight)
+        ctx.args, ctx.has_bias = (stride, padding, dilation, groups), bias is not None
+        return _conv2d_fastest(input, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, weight = ctx.saved_tensors
+        grad_input, grad_weight, grad_bias = conv2d_backward(grad_output, input, weight, *ctx.args)
+        return grad_input, grad_weight, grad_bias if ctx.has_bias else None, None, None, None, None
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntPair = 1,
+           padding: Padding = 0, dilation: IntPair = 1, groups: int = 1) -> Tensor:
+    """The fastest from-scratch convolution, with its backward written as convolutions (`conv2d_backward`).
+
+    Forward: a pointwise (1x1, stride 1, unpadded) convolution is a single GEMM on the input as it lies in memory;
+    stride-1 convolutions whose padded grid is at most 1.4x the output use the shifted 1x1 GEMMs in cache-sized
+    blocks (no im2col copy); everything else goes through im2col + one GEMM per group.
+    """
+    if input.dim() != 4 or weight.dim() != 4:
+        raise PiaError(f"conv2d expects a 4-d input and weight, got {input.dim()}-d and {weight.dim()}-d")
+    if input.shape[1] != weight.shape[1] * groups:
+        raise PiaError(f"input has {input.shape[1]} channels, weight expects {weight.shape[1]} x {groups} groups")
+    return _Conv2dFunction.apply(input, weight, bias, stride, padding, dilation, groups)
 
 
 def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntPair = 1,
