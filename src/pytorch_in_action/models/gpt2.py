@@ -3,7 +3,8 @@
 Parameter names follow Hugging Face (`wte`, `wpe`, `h.{i}.ln_1`, `attn.c_attn`, `attn.c_proj`, `mlp.c_fc`,
 `mlp.c_proj`, `ln_f`), so a `transformers` checkpoint loads through `convert_hf_state_dict`, whose only real
 work is transposing HF's `Conv1D` weights (stored (in, out)) into `nn.Linear` layout (out, in).
-Decoding uses a preallocated KV cache and the shared `pytorch_in_action.generation` loop.
+Decoding uses a preallocated KV cache and the shared `pytorch_in_action.generation` loop; the projections are
+`layers.linear.Linear` (an `nn.Linear` that cache-blocks the few-row products of batched decoding).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pytorch_in_action import generation
+from pytorch_in_action.layers.linear import Linear
 from pytorch_in_action.models.hf_loading import load_converted, load_hf_folder
 
 ACT = {
@@ -97,8 +99,8 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPT2Config, layer_idx: int) -> None:
         super().__init__()
         self.n_head, self.head_dim = cfg.n_head, cfg.n_embd // cfg.n_head
-        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
-        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.c_attn = Linear(cfg.n_embd, 3 * cfg.n_embd)
+        self.c_proj = Linear(cfg.n_embd, cfg.n_embd)
         self.resid_dropout = nn.Dropout(cfg.resid_pdrop)
         self.attn_pdrop = cfg.attn_pdrop
         self.scale = (self.head_dim**-0.5 if cfg.scale_attn_weights else 1.0)
@@ -122,8 +124,8 @@ class CausalSelfAttention(nn.Module):
             causal = causal and start == 0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, is_causal=causal, scale=self.scale,
                                            dropout_p=self.attn_pdrop if self.training else 0.0)
-        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C) heads side by side
-        return self.resid_dropout(self.c_proj(y))
+        y = self.c_proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C) heads side by side, projected
+        return self.resid_dropout(y) if self.training else y  # skipping the no-op call matters when decoding
 
 
 class MLP(nn.Module):
@@ -132,13 +134,14 @@ class MLP(nn.Module):
     def __init__(self, cfg: GPT2Config) -> None:
         super().__init__()
         inner = cfg.n_inner or 4 * cfg.n_embd
-        self.c_fc = nn.Linear(cfg.n_embd, inner)
-        self.c_proj = nn.Linear(inner, cfg.n_embd)
+        self.c_fc = Linear(cfg.n_embd, inner)
+        self.c_proj = Linear(inner, cfg.n_embd)
         self.act = ACT[cfg.activation_function]
         self.dropout = nn.Dropout(cfg.resid_pdrop)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+        y = self.c_proj(self.act(self.c_fc(x)))
+        return self.dropout(y) if self.training else y
 
 
 class Block(nn.Module):
@@ -186,7 +189,8 @@ class GPT2Model(nn.Module):
         past = cache.length if cache is not None else 0
         if position_ids is None:
             position_ids = torch.arange(past, past + T, device=input_ids.device)[None]  # (1, T)
-        x = self.drop(self.wte(input_ids) + self.wpe(position_ids))  # (B, T, C)
+        x = self.wte(input_ids) + self.wpe(position_ids)  # (B, T, C)
+        x = self.drop(x) if self.training else x
         bias = None
         if attention_mask is not None and not bool(attention_mask.all()):
             bias = attention_bias(attention_mask, T, past, x.dtype)
@@ -211,7 +215,7 @@ class GPT2LMHeadModel(nn.Module):
         super().__init__()
         self.config = cfg
         self.transformer = GPT2Model(cfg)
-        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.lm_head = Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.transformer.wte.weight
 

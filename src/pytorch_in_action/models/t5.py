@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pytorch_in_action import generation
+from pytorch_in_action.layers.linear import Linear, blocked_linear
 from pytorch_in_action.models.hf_loading import load_converted, load_hf_folder
 
 
@@ -74,6 +75,8 @@ class T5LayerNorm(nn.Module):
         self.variance_epsilon = eps
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.dtype == self.weight.dtype and x.dtype in (torch.float32, torch.float64):  # the same math, one fused op
+            return F.rms_norm(x, self.weight.shape, self.weight, self.variance_epsilon)
         x32 = x.to(torch.promote_types(x.dtype, torch.float32))  # half precision is upcast, float64 kept
         variance = x32.pow(2).mean(-1, keepdim=True)
         return self.weight * (x32 * torch.rsqrt(variance + self.variance_epsilon)).to(self.weight.dtype)
@@ -105,10 +108,10 @@ class T5Attention(nn.Module):
         super().__init__()
         self.n_heads, self.d_kv = cfg.num_heads, cfg.d_kv
         inner = cfg.num_heads * cfg.d_kv
-        self.q = nn.Linear(cfg.d_model, inner, bias=False)
-        self.k = nn.Linear(cfg.d_model, inner, bias=False)
-        self.v = nn.Linear(cfg.d_model, inner, bias=False)
-        self.o = nn.Linear(inner, cfg.d_model, bias=False)
+        self.q = Linear(cfg.d_model, inner, bias=False)
+        self.k = Linear(cfg.d_model, inner, bias=False)
+        self.v = Linear(cfg.d_model, inner, bias=False)
+        self.o = Linear(inner, cfg.d_model, bias=False)
         self.dropout = cfg.dropout_rate
         self.is_decoder = is_decoder
         self.num_buckets, self.max_distance = cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance
@@ -130,11 +133,18 @@ class T5Attention(nn.Module):
         (cross-attention over the encoder, or the cached self-attention keys)."""
         q = self.split(self.q(x))  # (B, nh, T, d_kv)
         k, v = kv if kv is not None else (self.split(self.k(x)), self.split(self.v(x)))
-        scores = q @ k.transpose(-1, -2) + bias  # (B, nh, T, S), no scaling
-        probs = scores.softmax(dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32)).type_as(scores)
-        attn = F.dropout(probs, self.dropout, self.training)
-        y = (attn @ v).transpose(1, 2).reshape(x.size(0), -1, self.n_heads * self.d_kv)  # (B, T, inner)
-        return self.o(y)
+        return self.attend(q, k, v, bias)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
+        """softmax(q k^T + bias) v over heads (B, nh, T, d_kv), then the output projection: (B, T, d_model)."""
+        if q.dtype in (torch.float32, torch.float64):  # softmax(q k^T + bias) v in one fused kernel
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=1.0,
+                                               dropout_p=self.dropout if self.training else 0.0)
+        else:  # half precision: the softmax in float32, as Hugging Face does
+            scores = q @ k.transpose(-1, -2) + bias  # (B, nh, T, S), no scaling
+            probs = scores.softmax(dim=-1, dtype=torch.float32).type_as(scores)
+            y = F.dropout(probs, self.dropout, self.training) @ v
+        return self.o(y.transpose(1, 2).reshape(q.size(0), -1, self.n_heads * self.d_kv))  # (B, T, inner)
 
 
 class T5LayerSelfAttention(nn.Module):
@@ -158,13 +168,14 @@ class T5DenseActDense(nn.Module):
 
     def __init__(self, cfg: T5Config) -> None:
         super().__init__()
-        self.wi = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
-        self.wo = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
+        self.wi = Linear(cfg.d_model, cfg.d_ff, bias=False)
+        self.wo = Linear(cfg.d_ff, cfg.d_model, bias=False)
         self.dropout = nn.Dropout(cfg.dropout_rate)
         self.act = _activation(cfg.feed_forward_proj)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.wo(self.dropout(self.act(self.wi(x))))
+        h = self.act(self.wi(x))
+        return self.wo(self.dropout(h) if self.training else h)
 
 
 class T5DenseGatedActDense(nn.Module):
@@ -172,14 +183,15 @@ class T5DenseGatedActDense(nn.Module):
 
     def __init__(self, cfg: T5Config) -> None:
         super().__init__()
-        self.wi_0 = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
-        self.wi_1 = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
-        self.wo = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
+        self.wi_0 = Linear(cfg.d_model, cfg.d_ff, bias=False)
+        self.wi_1 = Linear(cfg.d_model, cfg.d_ff, bias=False)
+        self.wo = Linear(cfg.d_ff, cfg.d_model, bias=False)
         self.dropout = nn.Dropout(cfg.dropout_rate)
         self.act = _activation(cfg.feed_forward_proj)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.wo(self.dropout(self.act(self.wi_0(x)) * self.wi_1(x)))
+        h = self.act(self.wi_0(x)) * self.wi_1(x)
+        return self.wo(self.dropout(h) if self.training else h)
 
 
 def _activation(feed_forward_proj: str):
@@ -199,7 +211,8 @@ class T5LayerFF(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout_rate)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.dropout(self.DenseReluDense(self.layer_norm(x)))
+        h = self.DenseReluDense(self.layer_norm(x))
+        return x + (self.dropout(h) if self.training else h)
 
 
 class T5Block(nn.Module):
@@ -259,7 +272,7 @@ class T5Stack(nn.Module):
         cross_bias = None
         if encoder_hidden_states is not None:
             cross_bias = (additive_mask(encoder_attention_mask, x.dtype) if encoder_attention_mask is not None
-                          else x.new_zeros(()))
+                          else x.new_zeros(1, 1, 1, 1))
         for block in self.block:
             cross_kv = None
             if encoder_hidden_states is not None:
@@ -310,6 +323,7 @@ class T5Cache:
         self.k = cross_k.new_zeros(L, B, nh, max_len, dk)
         self.v = torch.zeros_like(self.k)
         self.self_bias = self_bias  # (1, nh, max_len, max_len) position bias of every (query, key) pair
+        self.qkv_weight: list[Tensor] = []  # per decoder layer: q, k, v weights stacked, one product per step
         self.length = 0
         self.seq: Tensor | None = None  # (B, length) decoder tokens, kept only by the uncached reference path
 
@@ -332,7 +346,7 @@ class T5ForConditionalGeneration(nn.Module):
         self.shared = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.encoder = T5Stack(cfg, self.shared, is_decoder=False)
         self.decoder = T5Stack(cfg, self.shared, is_decoder=True)
-        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.lm_head = Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.shared.weight
 
@@ -368,19 +382,26 @@ class T5ForConditionalGeneration(nn.Module):
         cross_bias = (additive_mask(attention_mask, enc.dtype) if attention_mask is not None
                       else enc.new_zeros(input_ids.size(0), 1, 1, 1))
         self_bias = self.decoder.self_bias(max_len, max_len, 0, None, enc.dtype)  # causal mask included
-        return T5Cache(torch.stack(ks), torch.stack(vs), cross_bias, max_len, self_bias)
+        cache = T5Cache(torch.stack(ks), torch.stack(vs), cross_bias, max_len, self_bias)
+        for block in self.decoder.block:
+            att = block.layer[0].SelfAttention
+            cache.qkv_weight.append(torch.cat([att.q.weight, att.k.weight, att.v.weight]))  # (3 * inner, d_model)
+        return cache
 
     def decode_step(self, new_tokens: Tensor, cache: T5Cache) -> tuple[Tensor, T5Cache]:
         """Feed decoder tokens (B, t) after the cached ones; logits of the last position (B, V)."""
         T, past = new_tokens.size(1), cache.length
         x = self.shared(new_tokens)
         bias = cache.self_bias[:, :, past:past + T, :past + T]  # (1, nh, T, S)
+        B = new_tokens.size(0)
         for i, block in enumerate(self.decoder.block):
             att = block.layer[0].SelfAttention
             h = block.layer[0].layer_norm(x)
-            cache.k[i, :, :, past:past + T] = att.split(att.k(h))
-            cache.v[i, :, :, past:past + T] = att.split(att.v(h))
-            x = x + att(h, bias, (cache.k[i, :, :, :past + T], cache.v[i, :, :, :past + T]))
+            qkv = blocked_linear(h, cache.qkv_weight[i]).view(B, T, 3, att.n_heads, att.d_kv)  # one product
+            q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, nh, T, d_kv)
+            cache.k[i, :, :, past:past + T] = k
+            cache.v[i, :, :, past:past + T] = v
+            x = x + att.attend(q, cache.k[i, :, :, :past + T], cache.v[i, :, :, :past + T], bias)
             ca = block.layer[1]
             x = x + ca.EncDecAttention(ca.layer_norm(x), cache.cross_bias, (cache.cross_k[i], cache.cross_v[i]))
             x = block.layer[2](x)
