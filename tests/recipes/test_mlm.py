@@ -20,7 +20,7 @@ def test_tiny_pretrain_gives_a_loadable_hugging_face_folder(tmp_path, monkeypatc
     out = tmp_path / "mlm"
     argv = ["mlm", "pretrain", "--data", str(data), "--out", str(out), "--steps", "4", "--layers", "1",
             "--hidden", "32", "--heads", "2", "--batch-size", "8", "--max-length", "32", "--vocab-size", "300",
-            "--eval-texts", "8", "--no-progress", "--device", "cpu", "--amp", "bf16"]
+            "--eval-texts", "8", "--no-progress", "--device", "cpu", "--amp", "bf16", "--snapshot-every-steps", "2"]
     assert cli.main(argv) == 0
     tok = AutoTokenizer.from_pretrained(out)
     model = AutoModelForMaskedLM.from_pretrained(out)
@@ -34,6 +34,45 @@ def test_tiny_pretrain_gives_a_loadable_hugging_face_folder(tmp_path, monkeypatc
     assert AutoModelForSequenceClassification.from_pretrained(out, num_labels=2).config.num_labels == 2
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["step"] == 4 and record["val_loss"] > 0
+    snaps = sorted(p.name for p in (out / "snapshots").iterdir())
+    assert snaps == ["step-000002", "step-000004"]  # no half-written .tmp folder left behind
+    info = json.loads((out / "snapshots" / "step-000002" / "snapshot.json").read_text())
+    assert info["step"] == 2 and info["minutes"] > 0 and info["val_loss"] > 0
+    assert AutoModelForMaskedLM.from_pretrained(out / "snapshots" / "step-000002").config.hidden_size == 32
+
+
+def test_loss_on_masked_positions_equals_hugging_face_loss():
+    from transformers import BertConfig, BertForMaskedLM
+
+    from pytorch_in_action.recipes.mlm_pretrain import MaskedPositionsMLM, mlm_loss
+
+    torch.manual_seed(0)
+    hf = BertForMaskedLM(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                    intermediate_size=32)).eval()
+    ids = torch.randint(5, 50, (3, 9))
+    mask = torch.ones_like(ids)
+    mask[0, 6:] = 0
+    labels = torch.full_like(ids, -100)
+    labels[0, 1], labels[1, 4], labels[2, 0], labels[2, 8] = 7, 9, 11, 13
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    loss, n = mlm_loss(MaskedPositionsMLM(hf), batch)
+    assert n == 4
+    torch.testing.assert_close(loss, hf(**batch).loss, rtol=1e-6, atol=1e-6)
+
+
+def test_packing_keeps_every_token_once_and_words_apart():
+    from pytorch_in_action.recipes.mlm_pretrain import pack
+    from pytorch_in_action.recipes.text_data import TokenizedTexts
+
+    CLS, SEP = 2, 3
+    texts = [[CLS, 10, 11, SEP], [CLS, 12, SEP], [CLS, 13, 14, 15, 16, SEP]]
+    words = [[-1, 0, 0, -1], [-1, 0, -1], [-1, 0, 1, 1, 2, -1]]
+    packed = pack(TokenizedTexts(texts, word_ids=words), max_length=4, cls_id=CLS)
+    assert all(row[0] == CLS and len(row) <= 4 for row in packed.input_ids)
+    assert [t for row in packed.input_ids for t in row[1:]] == [t for ids in texts for t in ids[1:]]
+    stream = [w for row in packed.word_ids for w in row[1:]]
+    assert stream == [0, 0, -1, 1, -1, 2, 3, 3, 4, -1]  # the second text's word 0 became word 1, and so on
+    assert [len(r) for r in packed.input_ids] == [len(w) for w in packed.word_ids]
 
 
 def test_masking_whole_words_and_80_10_10():

@@ -119,6 +119,15 @@ def test_resume_mid_epoch_is_exact(tiny, tmp_path, monkeypatch):
         (broken / "metrics.jsonl").read_text().splitlines()[-1].split('"lr"')[0]
 
 
+def test_length_bucketed_batches_learn_too(tiny, tmp_path):
+    out = tmp_path / "bucketed"
+    assert cli.main(args(tiny, out, "--epochs", "4", "--max-tokens", "96")) == 0
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] > 4 * 96 // 16, "a 96-token budget packs fewer than 16 of these texts per batch"
+    assert last["val_accuracy"] >= 0.9
+    assert cli.main(args(tiny, tmp_path / "hf", "--max-tokens", "96", "--engine", "hf")) == 2
+
+
 def test_trainer_engine_agrees_with_own_loop(tiny, own_run, tmp_path):
     own, hf = own_run, tmp_path / "hf"
     assert cli.main(args(tiny, hf, "--epochs", "4", "--engine", "hf")) == 0

@@ -33,6 +33,7 @@ from pytorch_in_action.train.distributed import DistEnv, cleanup, init_distribut
 from pytorch_in_action.train.loop import Engine, EngineConfig
 from pytorch_in_action.train.metrics import topk_correct
 from pytorch_in_action.train.optim import build_optimizer
+from pytorch_in_action.train.precision import AMP_CHOICES
 from pytorch_in_action.train.run import RunDir
 from pytorch_in_action.train.sampler import ShardedBatchSampler
 from pytorch_in_action.train.schedule import SCHEDULES, build_scheduler
@@ -60,8 +61,9 @@ def build_parser(action: str) -> argparse.ArgumentParser:
     run = p.add_argument_group("run")
     run.add_argument("--batch-size", type=int, default=64, help="per process")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when present")
-    run.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"],
-                     help="autocast dtype (bf16 on CPU or GPU; fp16 + GradScaler on CUDA)")
+    run.add_argument("--amp", default="off", choices=AMP_CHOICES,
+                     help="autocast dtype (bf16 on CPU or GPU; fp16 + GradScaler on CUDA; auto: bf16 on CPUs with "
+                          "AMX and on GPUs that support it, fp16 on older GPUs, off otherwise)")
     run.add_argument("--seed", type=int, default=0, help="same seed, same command: same weights on CPU")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm bars")
     if action == "train":

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from pytorch_in_action.config import parse_args, to_yaml
 from pytorch_in_action.data.sentiment import Labelled, materialize_reviews, read_labelled, split
+from pytorch_in_action.data.translation_batching import BucketBatchSampler
 from pytorch_in_action.errors import PiaError
 from pytorch_in_action.recipes.mlm_pretrain import default_out
 from pytorch_in_action.recipes.text_cls_metrics import classification_metrics
@@ -29,7 +30,7 @@ from pytorch_in_action.recipes.text_data import TokenizedTexts, pad_batch
 from pytorch_in_action.train.distributed import DistEnv, cleanup, init_distributed
 from pytorch_in_action.train.loop import Engine, EngineConfig
 from pytorch_in_action.train.optim import build_optimizer
-from pytorch_in_action.train.precision import autocast_ctx
+from pytorch_in_action.train.precision import AMP_CHOICES, autocast_ctx
 from pytorch_in_action.train.run import RunDir
 from pytorch_in_action.train.sampler import ShardedBatchSampler
 from pytorch_in_action.train.schedule import SCHEDULES, build_scheduler
@@ -45,7 +46,7 @@ def build_parser(action: str) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
+    p.add_argument("--amp", default="off", choices=AMP_CHOICES)
     if action == "predict":
         p.add_argument("texts", nargs="*", help="texts to classify (default: one per line from --input or stdin)")
         p.add_argument("--input", type=Path, help="file with one text per line")
@@ -62,6 +63,9 @@ def build_parser(action: str) -> argparse.ArgumentParser:
     p.add_argument("--max-train", type=int, default=0, help="use only N training rows (0: all)")
     p.add_argument("--init", default="pretrained", choices=["pretrained", "scratch"])
     p.add_argument("--engine", default="native", choices=["native", "hf"])
+    p.add_argument("--max-tokens", type=int, default=0,
+                   help="train on batches of similar-length texts holding at most N padded tokens instead of "
+                        "--batch-size texts (less padding, faster when lengths vary; 0: off)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--weight-decay", type=float, default=0.01)
@@ -142,17 +146,20 @@ def cls_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[to
 
 def predict_proba(model: torch.nn.Module, ds: TokenizedTexts, pad_id: int, batch_size: int,
                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(class probabilities (N, K), per-item loss (N,)) in dataset order."""
+    """(class probabilities (N, K), per-item loss (N,)) in dataset order; batches of similar lengths."""
+    order = sorted(range(len(ds)), key=lambda i: len(ds.input_ids[i]))  # little padding per batch
     probs, losses = [], []
     for s in range(0, len(ds), batch_size):
-        batch = pad_batch([ds[i] for i in range(s, min(len(ds), s + batch_size))], pad_id)
+        batch = pad_batch([ds[i] for i in order[s:s + batch_size]], pad_id)
         batch = {k: v.to(device) for k, v in batch.items()}
         labels = batch.pop("labels", None)
         logits = model(**batch).logits.float()
         probs.append(logits.softmax(-1).cpu())
         if labels is not None:
             losses.append(F.cross_entropy(logits, labels, reduction="none").cpu())
-    return torch.cat(probs), (torch.cat(losses) if losses else torch.empty(0))
+    back = torch.empty(len(order), dtype=torch.long)
+    back[torch.tensor(order)] = torch.arange(len(order))  # sorted position of each dataset item
+    return torch.cat(probs)[back], (torch.cat(losses)[back] if losses else torch.empty(0))
 
 
 def write_predictions(path: Path, labels: list[int], probs: torch.Tensor) -> None:
@@ -182,8 +189,12 @@ def train_native(args, dist: DistEnv, out: Path, parts: dict[str, Labelled], num
     tokenizer, model = load_model(args.model, num_labels, args.init, args.seed)
     train_ds = tokenize(tokenizer, parts["train"], args.max_length)
     valid_ds = tokenize(tokenizer, parts["valid"], args.max_length)
-    sampler = ShardedBatchSampler(len(train_ds), args.batch_size, shuffle=True, seed=args.seed, rank=dist.rank,
-                                  world_size=dist.world_size, drop_last=False)
+    if args.max_tokens:
+        sampler = BucketBatchSampler([len(ids) for ids in train_ds.input_ids], args.max_tokens, shuffle=True,
+                                     seed=args.seed, rank=dist.rank, world_size=dist.world_size)
+    else:
+        sampler = ShardedBatchSampler(len(train_ds), args.batch_size, shuffle=True, seed=args.seed, rank=dist.rank,
+                                      world_size=dist.world_size, drop_last=False)
     pad_id = tokenizer.pad_token_id
     loader = DataLoader(train_ds, batch_sampler=sampler, collate_fn=lambda items: pad_batch(items, pad_id),
                         generator=torch.Generator())
@@ -218,6 +229,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         if dist.is_main:
             print(f"data: {len(parts['train'])} train / {len(parts['valid'])} valid texts, {num_labels} labels; "
                   f"model: {args.model} ({args.init}); engine: {args.engine}; writing to {args.out}")
+        if args.engine == "hf" and args.max_tokens:
+            raise PiaError("--max-tokens works with the native engine only (Trainer batches by --batch-size)")
         if args.engine == "hf":
             from pytorch_in_action.recipes.text_cls_hf import train_with_trainer
 

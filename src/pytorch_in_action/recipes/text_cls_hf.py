@@ -38,8 +38,11 @@ def train_with_trainer(args: argparse.Namespace, parts: dict[str, Labelled], num
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
     from pytorch_in_action.recipes.text_classification import load_model
+    from pytorch_in_action.train.distributed import init_distributed
+    from pytorch_in_action.train.precision import resolve_amp
 
-    if args.amp == "fp16":
+    amp = resolve_amp(args.amp, init_distributed(args.device).device)
+    if amp == "fp16":
         raise PiaError("--engine hf supports --amp off or bf16 here")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -74,7 +77,7 @@ def train_with_trainer(args: argparse.Namespace, parts: dict[str, Labelled], num
         per_device_eval_batch_size=args.batch_size, learning_rate=args.lr, weight_decay=args.weight_decay,
         lr_scheduler_type=_SCHEDULES[args.sched], warmup_steps=round(args.warmup_ratio * steps_per_epoch * args.epochs),
         max_grad_norm=args.grad_clip or 1e9, eval_strategy="epoch", save_strategy="epoch", logging_strategy="epoch",
-        save_total_limit=2, seed=args.seed, data_seed=args.seed, report_to=[], bf16=args.amp == "bf16",
+        save_total_limit=2, seed=args.seed, data_seed=args.seed, report_to=[], bf16=amp == "bf16",
         use_cpu=args.device == "cpu", disable_tqdm=not args.progress, dataloader_num_workers=0)
     trainer = Trainer(model=model, args=targs, data_collator=DataCollatorWithPadding(tokenizer),
                       train_dataset=rows(parts["train"]), eval_dataset=rows(parts["valid"]),

@@ -34,7 +34,7 @@ from pytorch_in_action.train.checkpoint import load_checkpoint
 from pytorch_in_action.train.distributed import DistEnv, cleanup, init_distributed
 from pytorch_in_action.train.loop import Engine, EngineConfig
 from pytorch_in_action.train.optim import build_optimizer
-from pytorch_in_action.train.precision import autocast_ctx
+from pytorch_in_action.train.precision import AMP_CHOICES, autocast_ctx
 from pytorch_in_action.train.run import RunDir
 from pytorch_in_action.train.schedule import build_scheduler
 
@@ -50,8 +50,9 @@ def build_parser(action: str) -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     run = p.add_argument_group("run")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    run.add_argument("--amp", default="bf16", choices=["off", "bf16", "fp16"],
-                     help="autocast dtype (bf16 is fast on CPUs with AMX)")
+    run.add_argument("--amp", default="auto", choices=AMP_CHOICES,
+                     help="autocast dtype; auto: bf16 on CPUs with AMX (slower than float32 without it) and on GPUs "
+                          "that support it, fp16 on older GPUs, off otherwise")
     run.add_argument("--beam", type=int, default=4, help="beam size for beam search (1: greedy only)")
     run.add_argument("--length-penalty", type=float, default=1.0, help="beam score = log p / length**penalty")
     run.add_argument("--decode-batch", type=int, default=64, help="sentences decoded together")
