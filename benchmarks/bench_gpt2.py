@@ -76,6 +76,10 @@ def main(argv: list[str] | None = None) -> None:
           f"{time.strftime('%Y-%m-%d')}.\n")
     print(markdown_table(["batch", "ours tok/s", "transformers tok/s", "speedup", "roofline tok/s",
                           "ours / roofline", "transformers / roofline"], rows))
+    b1_roof, b8_speedup = float(rows[0][5].rstrip("%")) / 100, float(rows[1][3].rstrip("x"))
+    print(f"\nGoals: batch 1 at least 90% of the roofline: **{'met' if b1_roof >= 0.9 else 'not met'}** "
+          f"({b1_roof:.0%}); batch 8 at least 1.5x transformers: **{'met' if b8_speedup >= 1.5 else 'not met'}** "
+          f"({b8_speedup:.2f}x).")
 
 
 if __name__ == "__main__":

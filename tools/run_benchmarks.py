@@ -31,7 +31,10 @@ def machine() -> str:
         pass
     import torch
 
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
+    from pytorch_in_action.train.precision import cpu_has_amx
+
+    amx = "AMX exposed" if cpu_has_amx() else "no AMX (bf16 matrix products are slow)"
+    return f"{cpu}, {os.cpu_count()} cores, {amx}, Python {platform.python_version()}, torch {torch.__version__}"
 
 
 def existing_sections() -> dict[str, str]:
