@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
                  "--layers", str(args.layers), "--hidden", str(args.hidden), "--heads", str(max(2, args.hidden // 64)),
                  "--max-length", str(args.max_length), "--amp", args.amp, "--no-progress", "--ckpt-every-steps", "0",
                  "--lr", str(args.mlm_lr), "--batch-size", str(args.mlm_batch_size),
-                 "--snapshot-every-steps", str(args.snapshot_every_steps)] + (["--wwm"] if args.wwm else []) + (["--pack"] if args.pack else [])
+                 "--snapshot-every-steps", str(args.snapshot_every_steps)]
+    mlm_flags += (["--wwm"] if args.wwm else []) + (["--pack"] if args.pack else [])
     mlm_pretrain.pretrain(mlm_pretrain.parse_args(mlm_pretrain.build_parser(), mlm_flags))
     pre_s = time.perf_counter() - t
     pre_steps = json.loads((mlm_dir / "pretrain_summary.json").read_text())["steps"]

@@ -126,6 +126,8 @@ def test_length_bucketed_batches_learn_too(tiny, tmp_path):
     assert last["step"] > 4 * 96 // 16, "a 96-token budget packs fewer than 16 of these texts per batch"
     assert last["val_accuracy"] >= 0.9
     assert cli.main(args(tiny, tmp_path / "hf", "--max-tokens", "96", "--engine", "hf")) == 2
+    assert cli.main(args(tiny, tmp_path / "small", "--max-tokens", "3")) == 2  # below the longest text
+    assert not (tmp_path / "small").exists()
 
 
 def test_trainer_engine_agrees_with_own_loop(tiny, own_run, tmp_path):

@@ -180,17 +180,20 @@ def _conv2d_shifted_blocked(xp: Tensor, weight: Tensor, dilation: tuple[int, int
 def _conv2d_fastest(input: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPair, padding: Padding,
                     dilation: IntPair, groups: int) -> Tensor:
     """Pick the fastest from-scratch forward for this shape (no autograd; `conv2d` adds the backward)."""
-    O, Cg, kh, kw = weight.shape
-    if (kh, kw) == (1, 1) and _pair(stride) == (1, 1) and _pads(padding, (1, 1), (1, 1)) == (0, 0, 0, 0) \
-            and groups == 1 and input.dim() == 4 and input.shape[1] == Cg:
-        N, C, H, W = input.shape
+    O, _, kh, kw = weight.shape
+    if _pair(stride) != (1, 1) or groups != 1:
+        return conv2d_im2col(input, weight, bias, stride, padding, dilation, groups)
+    N, C, H, W = input.shape
+    if (kh, kw) == (1, 1) and _pads(padding, (1, 1), (1, 1)) == (0, 0, 0, 0):
         out = weight.reshape(O, C) @ input.reshape(N, C, H * W)  # (N, O, H*W): weight broadcast over the batch
         return _add_bias(out.view(N, O, H, W), bias)
-    xp, stride, dilation, _, (Ho, Wo) = _prepare(input, weight, stride, padding, dilation, groups)
+    (dh, dw), (top, bottom, left, right) = _pair(dilation), _pads(padding, (kh, kw), _pair(dilation))
+    Hp, Wp = H + top + bottom, W + left + right
     # the shifted GEMMs compute Hp x Wp pixels to keep Ho x Wo: worth it while that waste is small
-    if stride == (1, 1) and groups == 1 and xp.shape[-2] * xp.shape[-1] <= 1.4 * Ho * Wo:
-        return _add_bias(_conv2d_shifted_blocked(xp, weight, dilation, (Ho, Wo)), bias)
-    return conv2d_im2col(input, weight, bias, stride, padding, dilation, groups)
+    if Hp * Wp > 1.4 * (Hp - dh * (kh - 1)) * (Wp - dw * (kw - 1)):
+        return conv2d_im2col(input, weight, bias, stride, padding, dilation, groups)
+    xp, _, dilation, _, out_hw = _prepare(input, weight, stride, padding, dilation, groups)
+    return _add_bias(_conv2d_shifted_blocked(xp, weight, dilation, out_hw), bias)
 
 
 class _Conv2dFunction(torch.autograd.Function):

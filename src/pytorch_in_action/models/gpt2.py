@@ -124,8 +124,8 @@ class CausalSelfAttention(nn.Module):
             causal = causal and start == 0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, is_causal=causal, scale=self.scale,
                                            dropout_p=self.attn_pdrop if self.training else 0.0)
-        y = self.c_proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C) heads side by side, projected
-        return self.resid_dropout(y) if self.training else y  # skipping the no-op call matters when decoding
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C) heads side by side
+        return self.resid_dropout(self.c_proj(y))
 
 
 class MLP(nn.Module):
@@ -140,8 +140,7 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(cfg.resid_pdrop)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.c_proj(self.act(self.c_fc(x)))
-        return self.dropout(y) if self.training else y
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
 
 
 class Block(nn.Module):
@@ -189,8 +188,7 @@ class GPT2Model(nn.Module):
         past = cache.length if cache is not None else 0
         if position_ids is None:
             position_ids = torch.arange(past, past + T, device=input_ids.device)[None]  # (1, T)
-        x = self.wte(input_ids) + self.wpe(position_ids)  # (B, T, C)
-        x = self.drop(x) if self.training else x
+        x = self.drop(self.wte(input_ids) + self.wpe(position_ids))  # (B, T, C)
         bias = None
         if attention_mask is not None and not bool(attention_mask.all()):
             bias = attention_bias(attention_mask, T, past, x.dtype)

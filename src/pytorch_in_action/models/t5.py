@@ -174,8 +174,7 @@ class T5DenseActDense(nn.Module):
         self.act = _activation(cfg.feed_forward_proj)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.act(self.wi(x))
-        return self.wo(self.dropout(h) if self.training else h)
+        return self.wo(self.dropout(self.act(self.wi(x))))
 
 
 class T5DenseGatedActDense(nn.Module):
@@ -190,8 +189,7 @@ class T5DenseGatedActDense(nn.Module):
         self.act = _activation(cfg.feed_forward_proj)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.act(self.wi_0(x)) * self.wi_1(x)
-        return self.wo(self.dropout(h) if self.training else h)
+        return self.wo(self.dropout(self.act(self.wi_0(x)) * self.wi_1(x)))
 
 
 def _activation(feed_forward_proj: str):
@@ -211,8 +209,7 @@ class T5LayerFF(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout_rate)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.DenseReluDense(self.layer_norm(x))
-        return x + (self.dropout(h) if self.training else h)
+        return x + self.dropout(self.DenseReluDense(self.layer_norm(x)))
 
 
 class T5Block(nn.Module):

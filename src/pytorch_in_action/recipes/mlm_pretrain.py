@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--wwm", action="store_true", help="whole-word masking: mask jieba words as a unit")
     t.add_argument("--pack", action="store_true",
                    help="train on the texts concatenated and cut into full --max-length rows (no padding)")
-    t.add_argument("--amp", default="off", choices=AMP_CHOICES, help="bf16 is fast on CPUs with AMX, slow without; auto picks")
+    t.add_argument("--amp", default="off", choices=AMP_CHOICES,
+                   help="bf16 is fast on CPUs with AMX, slow without; auto picks")
     t.add_argument("--grad-clip", type=float, default=1.0)
     t.add_argument("--eval-every-steps", type=int, default=0, help="0: only at the end")
     t.add_argument("--eval-texts", type=int, default=500, help="validation texts used for the MLM loss")
@@ -247,6 +248,8 @@ def pretrain(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.hidden % args.heads:
         raise PiaError(f"--hidden {args.hidden} is not divisible by --heads {args.heads}")
+    if args.snapshot_every_steps < 0:
+        raise PiaError(f"--snapshot-every-steps must be >= 0, got {args.snapshot_every_steps}")
     dist = init_distributed(args.device)
     started = time.monotonic()
     try:

@@ -30,7 +30,7 @@ from pytorch_in_action.recipes.text_data import TokenizedTexts, pad_batch
 from pytorch_in_action.train.distributed import DistEnv, cleanup, init_distributed
 from pytorch_in_action.train.loop import Engine, EngineConfig
 from pytorch_in_action.train.optim import build_optimizer
-from pytorch_in_action.train.precision import AMP_CHOICES, autocast_ctx
+from pytorch_in_action.train.precision import AMP_CHOICES, autocast_ctx, resolve_amp
 from pytorch_in_action.train.run import RunDir
 from pytorch_in_action.train.sampler import ShardedBatchSampler
 from pytorch_in_action.train.schedule import SCHEDULES, build_scheduler
@@ -190,6 +190,10 @@ def train_native(args, dist: DistEnv, out: Path, parts: dict[str, Labelled], num
     train_ds = tokenize(tokenizer, parts["train"], args.max_length)
     valid_ds = tokenize(tokenizer, parts["valid"], args.max_length)
     if args.max_tokens:
+        longest = max(len(ids) for ids in train_ds.input_ids)
+        if args.max_tokens < longest:
+            raise PiaError(f"--max-tokens {args.max_tokens} is smaller than the longest training text ({longest} "
+                           f"tokens after --max-length {args.max_length}); give at least that many")
         sampler = BucketBatchSampler([len(ids) for ids in train_ds.input_ids], args.max_tokens, shuffle=True,
                                      seed=args.seed, rank=dist.rank, world_size=dist.world_size)
     else:
@@ -234,7 +238,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         if args.engine == "hf":
             from pytorch_in_action.recipes.text_cls_hf import train_with_trainer
 
-            summary = train_with_trainer(args, parts, num_labels)
+            summary = train_with_trainer(args, parts, num_labels, resolve_amp(args.amp, dist.device))
         else:
             summary = train_native(args, dist, args.out, parts, num_labels)
         if dist.is_main:

@@ -34,14 +34,13 @@ class _Rows:
         return {"input_ids": self.input_ids[i], "labels": self.labels[i]}
 
 
-def train_with_trainer(args: argparse.Namespace, parts: dict[str, Labelled], num_labels: int) -> dict[str, Any]:
+def train_with_trainer(args: argparse.Namespace, parts: dict[str, Labelled], num_labels: int,
+                       amp: str = "off") -> dict[str, Any]:
+    """`amp` is the resolved choice ("off" or "bf16"; see `train.precision.resolve_amp`)."""
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
     from pytorch_in_action.recipes.text_classification import load_model
-    from pytorch_in_action.train.distributed import init_distributed
-    from pytorch_in_action.train.precision import resolve_amp
 
-    amp = resolve_amp(args.amp, init_distributed(args.device).device)
     if amp == "fp16":
         raise PiaError("--engine hf supports --amp off or bf16 here")
     out: Path = args.out
