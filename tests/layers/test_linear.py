@@ -38,3 +38,65 @@ def test_module_loads_nn_linear_state_dict():
     ours.load_state_dict(ref.state_dict(), strict=True)
     x = torch.randn(4, 32)
     assert_close(ours(x), ref(x))
+
+
+needs_mkl = pytest.mark.skipif(not L.packed_gemm_available(), reason="this torch build has no MKL packed GEMM")
+
+
+@needs_mkl
+def test_packed_path_equals_f_linear_and_packs_only_repeated_row_counts():
+    torch.manual_seed(0)
+    lin = L.Linear(96, 200)
+    with torch.no_grad():
+        lin(torch.randn(2, 5, 96))  # a prompt's prefill, 10 rows, once: no packing
+        assert lin._packed.key is None
+        xs = [torch.randn(2, 1, 96) for _ in range(3)]  # the decoding loop: 2 rows, again and again
+        outs = [lin(x) for x in xs]
+    assert lin._packed.key is not None and lin._packed.key[0] == 2
+    for x, out in zip(xs, outs):
+        assert_close(out, F.linear(x, lin.weight, lin.bias), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        x = torch.randn(10, 96)
+        assert_close(lin(x), F.linear(x, lin.weight, lin.bias), rtol=0, atol=0)  # a one-off: the portable path
+    assert lin._packed.key[0] == 2
+
+
+@needs_mkl
+def test_packed_copy_follows_in_place_weight_updates():
+    lin = L.Linear(32, 48)
+    x = torch.randn(4, 32)
+    with torch.no_grad():
+        lin(x), lin(x)
+        key = lin._packed.key
+        lin.weight.mul_(2)  # e.g. an optimizer step
+        out = lin(x)
+    assert lin._packed.key != key
+    assert_close(out, F.linear(x, lin.weight, lin.bias), rtol=1e-5, atol=1e-5)
+    lin.release_packed()
+    assert lin._packed.packed is None
+
+
+@needs_mkl
+def test_packed_path_stays_out_of_training_and_autocast():
+    lin = L.Linear(32, 48)
+    x = torch.randn(4, 32)
+    for _ in range(3):
+        out = lin(x)  # gradients wanted: ordinary autograd path
+    assert lin._packed.key is None and out.requires_grad
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        for _ in range(3):
+            out = lin(x)
+    assert lin._packed.key is None and out.dtype == torch.bfloat16
+    assert_close(out.float(), F.linear(x, lin.weight, lin.bias), rtol=0.02, atol=0.02)
+
+
+@needs_mkl
+def test_frozen_packed_weight_accepts_inference_tensors():
+    with torch.inference_mode():
+        w = torch.randn(40, 16)  # an inference tensor: no version counter
+        x = torch.randn(3, 16)
+        watched, frozen = L.PackedWeight(), L.PackedWeight(frozen=True)
+        assert watched.linear(x, w) is None and watched.linear(x, w) is None  # cannot watch it: never packed
+        assert frozen.linear(x, w) is None  # first sight of 3 rows
+        assert_close(frozen.linear(x, w), F.linear(x, w), rtol=1e-5, atol=1e-5)
+        assert frozen.key is not None and watched.key is None

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pytorch_in_action import generation
-from pytorch_in_action.layers.linear import Linear, blocked_linear
+from pytorch_in_action.layers.linear import Linear, PackedWeight, blocked_linear
 from pytorch_in_action.models.hf_loading import load_converted, load_hf_folder
 
 
@@ -321,6 +321,7 @@ class T5Cache:
         self.v = torch.zeros_like(self.k)
         self.self_bias = self_bias  # (1, nh, max_len, max_len) position bias of every (query, key) pair
         self.qkv_weight: list[Tensor] = []  # per decoder layer: q, k, v weights stacked, one product per step
+        self.qkv_packed: list[PackedWeight] = []  # their packed copies for few-row decoding
         self.length = 0
         self.seq: Tensor | None = None  # (B, length) decoder tokens, kept only by the uncached reference path
 
@@ -383,6 +384,7 @@ class T5ForConditionalGeneration(nn.Module):
         for block in self.decoder.block:
             att = block.layer[0].SelfAttention
             cache.qkv_weight.append(torch.cat([att.q.weight, att.k.weight, att.v.weight]))  # (3 * inner, d_model)
+            cache.qkv_packed.append(PackedWeight(frozen=True))  # the cache owns the fused weight: never changed
         return cache
 
     def decode_step(self, new_tokens: Tensor, cache: T5Cache) -> tuple[Tensor, T5Cache]:
@@ -394,7 +396,10 @@ class T5ForConditionalGeneration(nn.Module):
         for i, block in enumerate(self.decoder.block):
             att = block.layer[0].SelfAttention
             h = block.layer[0].layer_norm(x)
-            qkv = blocked_linear(h, cache.qkv_weight[i]).view(B, T, 3, att.n_heads, att.d_kv)  # one product
+            qkv = cache.qkv_packed[i].linear(h, cache.qkv_weight[i])  # one product for q, k and v
+            if qkv is None:
+                qkv = blocked_linear(h, cache.qkv_weight[i])
+            qkv = qkv.view(B, T, 3, att.n_heads, att.d_kv)
             q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, nh, T, d_kv)
             cache.k[i, :, :, past:past + T] = k
             cache.v[i, :, :, past:past + T] = v
