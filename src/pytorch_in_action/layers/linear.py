@@ -17,6 +17,8 @@ with `release_packed`).
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -42,13 +44,15 @@ def blocked_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Ten
     return torch.cat(parts, dim=-1)  # (..., out_features)
 
 
+@cache
 def packed_gemm_available() -> bool:
     """True when this torch build has MKL and exposes its packed-GEMM ops (x86 builds do; ARM builds do not)."""
     return torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear")
 
 
 class PackedWeight:
-    """MKL's packed copy of one float32 weight, for products with exactly `rows` input rows.
+    """Few-row products with one weight: through MKL's packed copy of it (made for one row count), falling back
+    to `blocked_linear` wherever that copy does not apply.
 
     A row count is packed once it repeats (two calls in a row with the same count: the decoding loop), so a
     one-off call such as a prompt's prefill neither pays for packing nor evicts the decoding copy. The copy is
@@ -63,19 +67,19 @@ class PackedWeight:
         self.packed: Tensor | None = None
         self.last_rows = 0
 
-    def linear(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor | None:
-        """`F.linear(x, weight, bias)` through the packed weight, or None where that path does not apply."""
+    def linear(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+        """`F.linear(x, weight, bias)`: through the packed weight where that applies, else `blocked_linear`."""
         rows = x.numel() // max(x.size(-1), 1)
         last, self.last_rows = self.last_rows, rows
         if not (USE_PACKED and PACKED_MIN_ROWS <= rows <= MAX_ROWS and x.device.type == "cpu"
                 and x.dtype == weight.dtype == torch.float32 and (self.frozen or not weight.is_inference())
                 and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
                 and not torch.is_autocast_enabled("cpu") and packed_gemm_available()):
-            return None
+            return blocked_linear(x, weight, bias)
         key = (rows, weight.data_ptr(), 0 if self.frozen else weight._version, tuple(weight.shape))
         if key != self.key:
             if rows != last:
-                return None  # not (yet) a repeated row count
+                return blocked_linear(x, weight, bias)  # not (yet) a repeated row count
             self.packed = torch.ops.mkl._mkl_reorder_linear_weight(weight.detach(), rows)
             self.key = key
         return torch.ops.mkl._mkl_linear(x, self.packed, weight, bias, rows)
@@ -93,8 +97,7 @@ class Linear(nn.Linear):
         self._packed = PackedWeight()
 
     def forward(self, input: Tensor) -> Tensor:
-        out = self._packed.linear(input, self.weight, self.bias)
-        return out if out is not None else blocked_linear(input, self.weight, self.bias)
+        return self._packed.linear(input, self.weight, self.bias)
 
     def release_packed(self) -> None:
         """Free the packed copy of the weight (it is rebuilt on the next few-row inference call)."""

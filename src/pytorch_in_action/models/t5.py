@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pytorch_in_action import generation
-from pytorch_in_action.layers.linear import Linear, PackedWeight, blocked_linear
+from pytorch_in_action.layers.linear import Linear, PackedWeight
 from pytorch_in_action.models.hf_loading import load_converted, load_hf_folder
 
 
@@ -397,8 +397,6 @@ class T5ForConditionalGeneration(nn.Module):
             att = block.layer[0].SelfAttention
             h = block.layer[0].layer_norm(x)
             qkv = cache.qkv_packed[i].linear(h, cache.qkv_weight[i])  # one product for q, k and v
-            if qkv is None:
-                qkv = blocked_linear(h, cache.qkv_weight[i])
             qkv = qkv.view(B, T, 3, att.n_heads, att.d_kv)
             q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, nh, T, d_kv)
             cache.k[i, :, :, past:past + T] = k
