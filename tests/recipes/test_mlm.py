@@ -41,6 +41,15 @@ def test_tiny_pretrain_gives_a_loadable_hugging_face_folder(tmp_path, monkeypatc
     assert AutoModelForMaskedLM.from_pretrained(out / "snapshots" / "step-000002").config.hidden_size == 32
 
 
+def test_negative_snapshot_interval_is_one_line_error(tmp_path, capsys):
+    out = tmp_path / "mlm"
+    argv = ["mlm", "pretrain", "--out", str(out), "--snapshot-every-steps", "-1", "--no-progress", "--device", "cpu"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--snapshot-every-steps" in err and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_loss_on_masked_positions_equals_hugging_face_loss():
     from transformers import BertConfig, BertForMaskedLM
 
