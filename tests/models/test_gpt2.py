@@ -153,3 +153,19 @@ def test_from_pretrained_reads_a_saved_hf_folder(tmp_path):
     ours = GPT2LMHeadModel.from_pretrained(tmp_path)
     ids = torch.randint(0, 50, (2, 7))
     torch.testing.assert_close(ours(ids).logits, hf(ids).logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_one_token_decoding_steps_give_the_logits_of_the_full_model(cfg):
+    """The flat one-token step over the KV cache against rerunning the whole model on the sequence, step by step,
+    with left padding (float64, so any difference beyond rounding would show)."""
+    ours = GPT2LMHeadModel.from_hf(hf_lm(7, **cfg)).double().eval()
+    ids, mask = left_padded(3, 5, 50, 7)
+    cached, full = ours.new_cache(ids, mask, 9), ours.new_cache(ids, mask, 9)
+    tokens = ids
+    for step in range(4):
+        a, cached = ours._step_cached(tokens, cached)
+        b, full = ours._step_uncached(tokens, full)
+        torch.testing.assert_close(a, b, **F64)
+        tokens = a.argmax(-1, keepdim=True)  # (B, 1)
+    assert cached.length == 8

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 BLOCK_BYTES = 768 << 10  # weight bytes per block: fits the 2 MiB L2 cache of one core here with room to spare
 MAX_ROWS = 64  # beyond this many rows the plain GEMM is efficient again
 USE_PACKED = True  # set False to compare against the portable path
-PACKED_MIN_ROWS = 2  # one row: the BLAS matrix-vector product already streams the weight at full speed
+PACKED_MIN_ROWS = 2  # one row goes straight to the BLAS matrix-vector product (measured: packing gains nothing)
 
 
 def blocked_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -71,6 +71,8 @@ class PackedWeight:
         """`F.linear(x, weight, bias)`: through the packed weight where that applies, else `blocked_linear`."""
         rows = x.numel() // max(x.size(-1), 1)
         last, self.last_rows = self.last_rows, rows
+        if rows == 1:
+            return F.linear(x, weight, bias)  # the matrix-vector product already streams the weight at full speed
         if not (USE_PACKED and PACKED_MIN_ROWS <= rows <= MAX_ROWS and x.device.type == "cpu"
                 and x.dtype == weight.dtype == torch.float32 and (self.frozen or not weight.is_inference())
                 and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))

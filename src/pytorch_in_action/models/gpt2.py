@@ -74,8 +74,9 @@ class KVCache:
 
     def __init__(self, n_layer: int, batch: int, n_head: int, max_len: int, head_dim: int,
                  dtype: torch.dtype, device: torch.device) -> None:
-        self.k = torch.zeros(n_layer, batch, n_head, max_len, head_dim, dtype=dtype, device=device)
-        self.v = torch.zeros_like(self.k)
+        # keys and values side by side, so that decoding writes both of a layer's with one copy
+        self.kv = torch.zeros(n_layer, 2, batch, n_head, max_len, head_dim, dtype=dtype, device=device)
+        self.k, self.v = self.kv[:, 0], self.kv[:, 1]  # (L, B, nh, max_len, hs) views
         self.length = 0  # positions filled so far
         self.mask: Tensor | None = None  # (B, max_len) bool, None when no row has padding
         self.next_pos: Tensor | None = None  # (B,) position id of the next token (left padding shifts it)
@@ -83,7 +84,8 @@ class KVCache:
 
     def reorder(self, index: Tensor) -> KVCache:
         """Rows follow `index` (beam search); works in place on new tensors."""
-        self.k, self.v = self.k[:, index], self.v[:, index]
+        self.kv = self.kv[:, :, index]
+        self.k, self.v = self.kv[:, 0], self.kv[:, 1]
         if self.mask is not None:
             self.mask = self.mask[index]
         if self.next_pos is not None:
@@ -244,11 +246,7 @@ class GPT2LMHeadModel(nn.Module):
         if P + max_new_tokens > self.config.n_positions:
             raise ValueError(f"prompt + max_new_tokens = {P + max_new_tokens} exceeds n_positions "
                              f"{self.config.n_positions}")
-        cfg, w = self.config, self.lm_head.weight
-        cache = KVCache(cfg.n_layer, B, cfg.n_head, P + max_new_tokens, cfg.n_embd // cfg.n_head, w.dtype, w.device)
-        if attention_mask is not None and not bool(attention_mask.all()):
-            cache.mask = torch.ones(B, P + max_new_tokens, dtype=torch.bool, device=input_ids.device)
-            cache.mask[:, :P] = attention_mask.bool()
+        cache = self.new_cache(input_ids, attention_mask, P + max_new_tokens)
         step = self._step_cached if use_cache else self._step_uncached
         return generation.generate(
             step, input_ids, cache, max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams,
@@ -256,9 +254,20 @@ class GPT2LMHeadModel(nn.Module):
             pad_token_id=pad_token_id, length_penalty=length_penalty, early_stopping=early_stopping,
             generator=generator, reorder_cache=KVCache.reorder)
 
+    def new_cache(self, input_ids: Tensor, attention_mask: Tensor | None, max_len: int) -> KVCache:
+        """An empty KV cache for `max_len` positions of these prompts (B, P), remembering their left padding."""
+        (B, P), cfg, w = input_ids.shape, self.config, self.lm_head.weight
+        cache = KVCache(cfg.n_layer, B, cfg.n_head, max_len, cfg.n_embd // cfg.n_head, w.dtype, w.device)
+        if attention_mask is not None and not bool(attention_mask.all()):
+            cache.mask = torch.ones(B, max_len, dtype=torch.bool, device=input_ids.device)
+            cache.mask[:, :P] = attention_mask.bool()
+        return cache
+
     def _step_cached(self, new_tokens: Tensor, cache: KVCache) -> tuple[Tensor, KVCache]:
         """Feed `new_tokens` (B, t) after the cached ones; logits of the last position (B, V)."""
         T, past = new_tokens.size(1), cache.length
+        if T == 1 and past > 0 and not self.training:
+            return self._decode_token(new_tokens, cache), cache
         mask = cache.mask[:, :past + T] if cache.mask is not None else None
         if past == 0:  # prefill: positions count real tokens only, as HF does for left padding
             if mask is None:
@@ -272,6 +281,38 @@ class GPT2LMHeadModel(nn.Module):
             cache.next_pos = cache.next_pos + 1
         h = self.transformer(new_tokens, mask, position_ids, cache)
         return self.lm_head(h[:, -1]), cache
+
+    def _decode_token(self, new_tokens: Tensor, cache: KVCache) -> Tensor:
+        """One new token per row (B, 1) after the cached ones, in eval mode: logits (B, V).
+
+        The same math as `GPT2Model.forward` through the blocks, written out flat for the one-token case. At
+        batch 1 a step does ~12 real operations per layer while streaming 500 MB of weights, and the module
+        calls, view bookkeeping and mask building around them cost about a sixth of the step; here a layer is
+        its real operations and little else (one copy writes its key and value, no mask without padding).
+        """
+        t, cfg = self.transformer, self.config
+        B, past, C = new_tokens.size(0), cache.length, cfg.n_embd
+        nh, hs = cfg.n_head, C // cfg.n_head
+        x = t.wte(new_tokens) + t.wpe(cache.next_pos)[:, None]  # (B, 1, C)
+        mask = None if cache.mask is None else cache.mask[:, None, None, :past + 1]  # (B, 1, 1, S) non-padding keys
+        kv_all = cache.kv[..., :past + 1, :]  # (L, 2, B, nh, S, hs) keys and values up to this token
+        kv_new = cache.kv[..., past, :]  # (L, 2, B, nh, hs) this token's slot
+
+        for i, block in enumerate(t.h):
+            attn, mlp = block.attn, block.mlp
+            h = F.layer_norm(x, (C,), block.ln_1.weight, block.ln_1.bias, block.ln_1.eps)
+            qkv = attn.c_attn(h).view(B, 3, nh, hs)  # (B, 3, nh, hs): T = 1, so no time axis
+            kv_new[i].copy_(qkv[:, 1:].transpose(0, 1))  # (2, B, nh, hs)
+            k, v = kv_all[i]
+            y = F.scaled_dot_product_attention(qkv[:, 0, :, None], k, v, attn_mask=mask, scale=attn.scale)
+            x = x + attn.c_proj(y.reshape(B, 1, C))  # (B, nh, 1, hs): one query, heads already side by side
+            h = F.layer_norm(x, (C,), block.ln_2.weight, block.ln_2.bias, block.ln_2.eps)
+            x = x + mlp.c_proj(mlp.act(mlp.c_fc(h)))
+
+        cache.length += 1
+        cache.next_pos = cache.next_pos + 1
+        x = F.layer_norm(x[:, 0], (C,), t.ln_f.weight, t.ln_f.bias, t.ln_f.eps)  # (B, C)
+        return self.lm_head(x)
 
     def _step_uncached(self, new_tokens: Tensor, state: KVCache) -> tuple[Tensor, KVCache]:
         """Reference path: keep the whole sequence in `state.seq` and run the full model on it every step."""

@@ -317,8 +317,8 @@ class T5Cache:
     def __init__(self, cross_k: Tensor, cross_v: Tensor, cross_bias: Tensor, max_len: int, self_bias: Tensor) -> None:
         L, B, nh, _, dk = cross_k.shape
         self.cross_k, self.cross_v, self.cross_bias = cross_k, cross_v, cross_bias
-        self.k = cross_k.new_zeros(L, B, nh, max_len, dk)
-        self.v = torch.zeros_like(self.k)
+        self.kv = cross_k.new_zeros(L, 2, B, nh, max_len, dk)  # self-attention keys and values side by side
+        self.k, self.v = self.kv[:, 0], self.kv[:, 1]  # (L, B, nh, max_len, d_kv) views
         self.self_bias = self_bias  # (1, nh, max_len, max_len) position bias of every (query, key) pair
         self.qkv_weight: list[Tensor] = []  # per decoder layer: q, k, v weights stacked, one product per step
         self.qkv_packed: list[PackedWeight] = []  # their packed copies for few-row decoding
@@ -329,7 +329,8 @@ class T5Cache:
         """Rows follow `index` (beam search)."""
         if self.seq is not None:
             self.seq = self.seq[index]
-        self.k, self.v = self.k[:, index], self.v[:, index]
+        self.kv = self.kv[:, :, index]
+        self.k, self.v = self.kv[:, 0], self.kv[:, 1]
         self.cross_k, self.cross_v = self.cross_k[:, index], self.cross_v[:, index]
         self.cross_bias = self.cross_bias[index]
         return self
@@ -390,6 +391,8 @@ class T5ForConditionalGeneration(nn.Module):
     def decode_step(self, new_tokens: Tensor, cache: T5Cache) -> tuple[Tensor, T5Cache]:
         """Feed decoder tokens (B, t) after the cached ones; logits of the last position (B, V)."""
         T, past = new_tokens.size(1), cache.length
+        if T == 1 and not self.training and cache.kv.dtype in (torch.float32, torch.float64):
+            return self._decode_token(new_tokens, cache), cache
         x = self.shared(new_tokens)
         bias = cache.self_bias[:, :, past:past + T, :past + T]  # (1, nh, T, S)
         B = new_tokens.size(0)
@@ -407,6 +410,42 @@ class T5ForConditionalGeneration(nn.Module):
             x = block.layer[2](x)
         cache.length += T
         return self._logits(self.decoder.final_layer_norm(x[:, -1])), cache
+
+    def _decode_token(self, new_tokens: Tensor, cache: T5Cache) -> Tensor:
+        """One new token per row (B, 1), eval mode, float32/64: `decode_step`'s math written out flat.
+
+        Decoding a token streams every decoder weight once; at batch 1 the module calls, view bookkeeping and
+        separate key/value writes around the real operations were a large part of the step. Here each layer is
+        its products, two fused attentions, three RMSNorms and the residual adds.
+        """
+        B, past = new_tokens.size(0), cache.length
+        x = self.shared(new_tokens)  # (B, 1, d_model)
+        bias = cache.self_bias[:, :, past:past + 1, :past + 1]  # (1, nh, 1, S): position bias, causal by construction
+        kv_all = cache.kv[..., :past + 1, :]  # (L, 2, B, nh, S, d_kv) keys and values up to this token
+        kv_new = cache.kv[..., past, :]  # (L, 2, B, nh, d_kv) this token's slot
+        d = (x.size(-1),)
+        for i, block in enumerate(self.decoder.block):
+            sa, ca, ff = block.layer
+            att = sa.SelfAttention
+            h = F.rms_norm(x, d, sa.layer_norm.weight, sa.layer_norm.variance_epsilon)
+            qkv = cache.qkv_packed[i].linear(h, cache.qkv_weight[i]).view(B, 3, att.n_heads, att.d_kv)  # T = 1
+            kv_new[i].copy_(qkv[:, 1:].transpose(0, 1))  # (2, B, nh, d_kv)
+            k, v = kv_all[i]
+            y = F.scaled_dot_product_attention(qkv[:, 0, :, None], k, v, attn_mask=bias, scale=1.0)  # (B, nh, 1, d_kv)
+            x = x + att.o(y.reshape(B, 1, -1))  # one query: the heads are already side by side
+
+            att = ca.EncDecAttention
+            h = F.rms_norm(x, d, ca.layer_norm.weight, ca.layer_norm.variance_epsilon)
+            q = att.q(h).view(B, att.n_heads, 1, att.d_kv)
+            y = F.scaled_dot_product_attention(q, cache.cross_k[i], cache.cross_v[i], attn_mask=cache.cross_bias,
+                                               scale=1.0)
+            x = x + att.o(y.reshape(B, 1, -1))
+
+            h = F.rms_norm(x, d, ff.layer_norm.weight, ff.layer_norm.variance_epsilon)
+            x = x + ff.DenseReluDense(h)
+        cache.length += 1
+        ln = self.decoder.final_layer_norm
+        return self._logits(F.rms_norm(x[:, 0], d, ln.weight, ln.variance_epsilon))
 
     def _decode_uncached(self, new_tokens: Tensor, state: T5Cache) -> tuple[Tensor, T5Cache]:
         """Reference path: rerun the whole decoder on every step (keeps the sequence in `state.seq`)."""
