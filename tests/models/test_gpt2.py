@@ -163,7 +163,7 @@ def test_one_token_decoding_steps_give_the_logits_of_the_full_model(cfg):
     ids, mask = left_padded(3, 5, 50, 7)
     cached, full = ours.new_cache(ids, mask, 9), ours.new_cache(ids, mask, 9)
     tokens = ids
-    for step in range(4):
+    for _ in range(4):
         a, cached = ours._step_cached(tokens, cached)
         b, full = ours._step_uncached(tokens, full)
         torch.testing.assert_close(a, b, **F64)

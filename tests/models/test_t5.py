@@ -176,7 +176,7 @@ def test_one_token_decoding_steps_give_the_logits_of_the_full_decoder(cfg):
     mask[1, 4:] = 0
     cached, full = ours.prefill_cache(ids, mask, 6), ours.prefill_cache(ids, mask, 6)
     tokens = torch.zeros(3, 1, dtype=torch.long)  # the decoder start token
-    for step in range(5):
+    for _ in range(5):
         a, cached = ours.decode_step(tokens, cached)
         b, full = ours._decode_uncached(tokens, full)
         torch.testing.assert_close(a, b, **F64)
