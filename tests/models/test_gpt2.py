@@ -169,3 +169,15 @@ def test_one_token_decoding_steps_give_the_logits_of_the_full_model(cfg):
         torch.testing.assert_close(a, b, **F64)
         tokens = a.argmax(-1, keepdim=True)  # (B, 1)
     assert cached.length == 8
+
+
+def test_compiled_decoding_gives_the_tokens_of_eager_decoding():
+    """`generate(compile=True)` runs the same one-token step through torch.compile (longer, masked cache)."""
+    ours = GPT2LMHeadModel.from_hf(hf_lm(5, vocab_size=8, std=0.6, **CONFIGS[0])).eval()
+    ids, mask = left_padded(3, 5, 8, 5)
+    for kw in (dict(), dict(num_beams=2)):
+        eager = ours.generate(ids, attention_mask=mask, max_new_tokens=9, eos_token_id=EOS, **kw)
+        compiled = ours.generate(ids, attention_mask=mask, max_new_tokens=9, eos_token_id=EOS, compile=True, **kw)
+        assert torch.equal(compiled, eager), kw
+    with pytest.raises(ValueError, match="use_cache"):
+        ours.generate(ids, max_new_tokens=2, compile=True, use_cache=False)
