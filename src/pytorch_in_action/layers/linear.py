@@ -71,9 +71,9 @@ class PackedWeight:
         """`F.linear(x, weight, bias)`: through the packed weight where that applies, else `blocked_linear`."""
         rows = x.numel() // max(x.size(-1), 1)
         last, self.last_rows = self.last_rows, rows
-        if rows == 1:
+        if rows < PACKED_MIN_ROWS:
             return F.linear(x, weight, bias)  # the matrix-vector product already streams the weight at full speed
-        if not (USE_PACKED and PACKED_MIN_ROWS <= rows <= MAX_ROWS and x.device.type == "cpu"
+        if not (USE_PACKED and rows <= MAX_ROWS and x.device.type == "cpu"
                 and x.dtype == weight.dtype == torch.float32 and (self.frozen or not weight.is_inference())
                 and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
                 and not torch.is_autocast_enabled("cpu") and packed_gemm_available()):

@@ -315,8 +315,7 @@ class GPT2LMHeadModel(nn.Module):
 
         At batch 1 a step does ~12 real operations per layer while streaming 500 MB of weights, so everything
         around the matrix products is lost time: here a layer is its real operations and little else (no module
-        calls; measured at 124M, batch 1: 3% faster than the same step through the modules). The function only
-        sees tensors and fixed Python values, so `torch.compile` can take it whole. `layers` holds each layer's
+        calls). The function only sees tensors and fixed Python values, so `torch.compile` can take it whole. `layers` holds each layer's
         key and value buffers (B, nh, S, hs); this token's go to slot `past`, a (1,) tensor. `packed` routes the
         products through `Linear` (packed weights for batched decoding) rather than a plain `F.linear`.
         """

@@ -415,9 +415,9 @@ class T5ForConditionalGeneration(nn.Module):
         """One new token per row (B, 1), eval mode, float32/64: `decode_step`'s math written out flat.
 
         Decoding a token streams every decoder weight once; at batch 1 the module calls, view bookkeeping and
-        separate key/value writes around the real operations cost about a tenth of the step (1.17x transformers
-        through the modules, 1.28x with this step). Here each layer is its products, two fused attentions, three
-        RMSNorms and the residual adds.
+        separate key/value writes around the real operations cost about a tenth of the step (the T5 rows of
+        docs/benchmarks.md). Here each layer is its products, two fused attentions, three RMSNorms and the
+        residual adds.
         """
         B, past = new_tokens.size(0), cache.length
         x = self.shared(new_tokens)  # (B, 1, d_model)
