@@ -1,5 +1,7 @@
 """GPT-2 from scratch equals transformers' GPT2Model / GPT2LMHeadModel: forward, loss, gradients, generate()."""
 
+import io
+
 import pytest
 import torch
 from transformers import GPT2Config as HFConfig
@@ -179,5 +181,12 @@ def test_compiled_decoding_gives_the_tokens_of_eager_decoding():
         eager = ours.generate(ids, attention_mask=mask, max_new_tokens=9, eos_token_id=EOS, **kw)
         compiled = ours.generate(ids, attention_mask=mask, max_new_tokens=9, eos_token_id=EOS, compile=True, **kw)
         assert torch.equal(compiled, eager), kw
+    buf = io.BytesIO()
+    torch.save(ours, buf)  # the compiled step stays behind: it belongs to this instance
+    buf.seek(0)
+    clone = torch.load(buf, weights_only=False)
+    assert "_compiled_step" in ours.__dict__ and "_compiled_step" not in clone.__dict__
+    greedy = ours.generate(ids, attention_mask=mask, max_new_tokens=9, eos_token_id=EOS)
+    assert torch.equal(clone.generate(ids, attention_mask=mask, max_new_tokens=9, eos_token_id=EOS), greedy)
     with pytest.raises(ValueError, match="use_cache"):
         ours.generate(ids, max_new_tokens=2, compile=True, use_cache=False)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pytorch_in_action.errors import PiaError
 
-__all__ = ["FeedForward", "feed_forward", "get_activation"]
+__all__ = ["HF_ACTIVATIONS", "FeedForward", "feed_forward", "get_activation", "hf_activation"]
 
 Activation = str | Callable[[Tensor], Tensor]
 
@@ -21,6 +23,27 @@ def get_activation(activation: Activation) -> Callable[[Tensor], Tensor]:
     if activation in ("relu", "gelu"):
         return getattr(F, activation)
     raise PiaError(f"activation should be 'relu', 'gelu' or a callable, not {activation!r}")
+
+
+# The non-linearities of Hugging Face configs by their config names ("hidden_act", "activation_function").
+# "gelu" is the exact erf form; "gelu_new" / "gelu_pytorch_tanh" the tanh approximation of the GPT-2 code.
+# Module-level functions and partials only, so that a model holding one can be pickled (`torch.save(model)`).
+HF_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "gelu": F.gelu,
+    "gelu_new": partial(F.gelu, approximate="tanh"),
+    "gelu_pytorch_tanh": partial(F.gelu, approximate="tanh"),
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+}
+
+
+def hf_activation(name: str) -> Callable[[Tensor], Tensor]:
+    """The feed-forward non-linearity called `name` in a Hugging Face config."""
+    if name not in HF_ACTIVATIONS:
+        raise PiaError(f"unsupported activation {name!r}; known: {', '.join(HF_ACTIVATIONS)}")
+    return HF_ACTIVATIONS[name]
 
 
 def feed_forward(x: Tensor, linear1: nn.Linear, linear2: nn.Linear, activation: Callable[[Tensor], Tensor],

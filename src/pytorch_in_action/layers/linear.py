@@ -89,6 +89,10 @@ class PackedWeight:
     def release(self) -> None:
         self.key = self.packed = None
 
+    def __getstate__(self) -> dict:
+        """Pickled (torch.save(model), deepcopy) without the packed copy: an opaque MKL buffer, rebuilt on use."""
+        return {**self.__dict__, "key": None, "packed": None}
+
 
 class Linear(nn.Linear):
     """`nn.Linear` with fast few-row inference (packed weight, else cache blocking); identical parameters, init,

@@ -9,9 +9,7 @@ BertForSequenceClassification).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, fields
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pytorch_in_action.errors import PiaError
+from pytorch_in_action.layers.feedforward import hf_activation
 from pytorch_in_action.models.hf_loading import load_converted, load_hf_folder
-
-# "gelu" is the exact erf form; "gelu_new" / "gelu_pytorch_tanh" the tanh approximation of the GPT-2 code.
-ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "gelu": F.gelu,
-    "gelu_new": partial(F.gelu, approximate="tanh"),
-    "gelu_pytorch_tanh": partial(F.gelu, approximate="tanh"),
-    "relu": F.relu,
-    "silu": F.silu,
-    "swish": F.silu,
-}
-
-
-def activation(name: str) -> Callable[[Tensor], Tensor]:
-    """The feed-forward non-linearity called `name` in a Hugging Face config."""
-    if name not in ACTIVATIONS:
-        raise PiaError(f"unsupported activation {name!r}; known: {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[name]
 
 
 @dataclass
@@ -160,7 +142,7 @@ class FeedForward(nn.Module):
     def __init__(self, cfg: BertConfig):
         super().__init__()
         self.c_fc = nn.Linear(cfg.d_model, cfg.d_ff)
-        self.act = activation(cfg.act)
+        self.act = hf_activation(cfg.act)
         self.c_proj = nn.Linear(cfg.d_ff, cfg.d_model)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -322,7 +304,7 @@ class BertMLMHead(nn.Module):
     def __init__(self, cfg: BertConfig):
         super().__init__()
         self.dense = nn.Linear(cfg.d_model, cfg.d_model)
-        self.act = activation(cfg.act)
+        self.act = hf_activation(cfg.act)
         self.ln = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
 

@@ -19,18 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pytorch_in_action import generation
+from pytorch_in_action.layers.feedforward import hf_activation
 from pytorch_in_action.layers.linear import Linear
 from pytorch_in_action.models.hf_loading import load_converted, load_hf_folder
-
-ACT = {
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),  # the tanh approximation of the original GPT-2
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu": F.gelu,
-    "relu": F.relu,
-    "silu": F.silu,
-    "swish": F.silu,
-    "tanh": torch.tanh,
-}
 
 
 @dataclass
@@ -139,7 +130,7 @@ class MLP(nn.Module):
         inner = cfg.n_inner or 4 * cfg.n_embd
         self.c_fc = Linear(cfg.n_embd, inner)
         self.c_proj = Linear(inner, cfg.n_embd)
-        self.act = ACT[cfg.activation_function]
+        self.act = hf_activation(cfg.activation_function)
         self.dropout = nn.Dropout(cfg.resid_pdrop)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -232,6 +223,13 @@ class GPT2LMHeadModel(nn.Module):
                 shifted = shifted.float()  # the softmax of a large vocabulary needs float32
             loss = F.cross_entropy(shifted, labels[:, 1:].flatten(), ignore_index=-100)
         return CausalLMOutput(logits=logits, loss=loss, last_hidden_state=h)
+
+    def __getstate__(self) -> dict:
+        """Pickled (torch.save(model), deepcopy) without the compiled decoding step: it belongs to this instance
+        and is rebuilt by the next `generate(compile=True)`."""
+        state = dict(super().__getstate__())
+        state.pop("_compiled_step", None)
+        return state
 
     @torch.inference_mode()
     def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None, max_new_tokens: int = 20,

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pytorch_in_action import generation
+from pytorch_in_action.layers.feedforward import hf_activation
 from pytorch_in_action.layers.linear import Linear, PackedWeight
 from pytorch_in_action.models.hf_loading import load_converted, load_hf_folder
 
@@ -193,11 +194,11 @@ class T5DenseGatedActDense(nn.Module):
 
 
 def _activation(feed_forward_proj: str):
+    """"relu", "gated-gelu", ...: T5's "gelu" is the tanh approximation (HF maps it to gelu_new)."""
     name = feed_forward_proj.split("-")[-1]
-    acts = {"relu": F.relu, "gelu": lambda x: F.gelu(x, approximate="tanh"), "silu": F.silu}  # "gelu" = gelu_new
-    if name not in acts:
+    if name not in ("relu", "gelu", "silu"):
         raise ValueError(f"unsupported feed_forward_proj {feed_forward_proj!r}")
-    return acts[name]
+    return hf_activation("gelu_new" if name == "gelu" else name)
 
 
 class T5LayerFF(nn.Module):
