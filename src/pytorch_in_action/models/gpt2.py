@@ -73,7 +73,7 @@ class KVCache:
         self.mask: Tensor | None = None  # (B, max_len) bool, None when no row has padding
         self.next_pos: Tensor | None = None  # (B,) position id of the next token (left padding shifts it)
         self.seq: Tensor | None = None  # (B, length) tokens so far, kept only by the uncached reference path
-        self.compiled = False  # decode through the torch.compile'd step (buffers attended whole, behind a mask)
+        self.compiled = False  # decode through the torch.compile'd step (see `_next_token_logits`)
 
     def reorder(self, index: Tensor) -> KVCache:
         """Rows follow `index` (beam search); works in place on new tensors."""
@@ -240,10 +240,9 @@ class GPT2LMHeadModel(nn.Module):
         """Continue `input_ids` (B, P), left-padded when `attention_mask` has zeros; returns (B, P + new).
 
         `use_cache=False` recomputes the whole sequence every step (slow; it exists to check the cache).
-        `compile=True` runs the one-token decoding step through `torch.compile` (the first call for a batch size
-        and cache length compiles, ~20 s; later ones reuse it): the step's small operations fuse into a few
-        kernels and its Python disappears. The cache length is rounded up to a multiple of 64 so that nearby
-        lengths share one compiled step.
+        `compile=True` runs the one-token decoding step through `torch.compile` with a C++ wrapper (the first
+        call for a batch size compiles, ~20-30 s; later ones reuse it, whatever the prompt and output lengths):
+        the step's small operations fuse into a few kernels and its Python disappears.
         """
         B, P = input_ids.shape
         n_positions = self.config.n_positions
@@ -251,8 +250,7 @@ class GPT2LMHeadModel(nn.Module):
             raise ValueError(f"prompt + max_new_tokens = {P + max_new_tokens} exceeds n_positions {n_positions}")
         if compile and not use_cache:
             raise ValueError("compile=True needs use_cache=True")
-        max_len = min(-(-(P + max_new_tokens) // 64) * 64, n_positions) if compile else P + max_new_tokens
-        cache = self.new_cache(input_ids, attention_mask, max_len)
+        cache = self.new_cache(input_ids, attention_mask, P + max_new_tokens)
         cache.compiled = compile
         step = self._step_cached if use_cache else self._step_uncached
         return generation.generate(
@@ -292,10 +290,14 @@ class GPT2LMHeadModel(nn.Module):
     def _next_token_logits(self, new_tokens: Tensor, cache: KVCache) -> Tensor:
         """One new token per row (B, 1) after the cached ones, in eval mode: logits (B, V), cache advanced."""
         past = torch.full((1,), cache.length, device=new_tokens.device)  # a tensor: one compiled graph for all steps
-        if cache.compiled:  # attend over the whole buffers: fixed shapes; the mask hides unwritten slots
+        if cache.compiled:  # whole fixed-shape buffers in, written in place; attention reads their first S slots
             layers = list(zip(cache.k, cache.v))
-            mask = torch.arange(cache.k[0].size(2), device=new_tokens.device) <= past  # (S,)
-            mask = (mask if cache.mask is None else cache.mask & mask).view(-1, 1, 1, mask.size(0))  # (B or 1, 1, 1, S)
+            B, S = new_tokens.size(0), cache.length + 1
+            mask = (torch.ones(B, S, dtype=torch.bool, device=new_tokens.device) if cache.mask is None
+                    else cache.mask[:, :S].contiguous()).view(B, 1, 1, S)  # padded or not: the same graph
+            torch._dynamo.mark_dynamic(mask, 3)  # S is symbolic: one graph serves every step
+            for buf in cache.k + cache.v:
+                torch._dynamo.mark_dynamic(buf, 2)  # and every cache length
             step = _compiled_decode_step(self)  # inputs made contiguous: a graph is specialised to strides too
             logits = step(new_tokens.contiguous(), cache.next_pos.contiguous(), past, mask, layers, False)
         else:  # attend over the slots written so far; only left padding needs a mask
@@ -313,9 +315,11 @@ class GPT2LMHeadModel(nn.Module):
 
         At batch 1 a step does ~12 real operations per layer while streaming 500 MB of weights, so everything
         around the matrix products is lost time: here a layer is its real operations and little else (no module
-        calls). The function only sees tensors and fixed Python values, so `torch.compile` can take it whole. `layers` holds each layer's
-        key and value buffers (B, nh, S, hs); this token's go to slot `past`, a (1,) tensor. `packed` routes the
-        products through `Linear` (packed weights for batched decoding) rather than a plain `F.linear`.
+        calls). The function only sees tensors and fixed Python values, so `torch.compile` can take it whole.
+        `layers` holds each layer's key and value buffers (B, nh, max_len, hs); this token's go to slot `past`, a
+        (1,) tensor. Attention reads the first `attn_mask.size(-1)` slots when a mask (B, 1, 1, S) is given, else
+        the whole buffers (the caller then passes the written slots). `packed` routes the products through
+        `Linear` (packed weights for batched decoding) rather than a plain `F.linear`.
         """
         t, cfg = self.transformer, self.config
         B, C = new_tokens.size(0), cfg.n_embd
@@ -331,6 +335,8 @@ class GPT2LMHeadModel(nn.Module):
             qkv = proj(attn.c_attn, h).view(B, 3, nh, 1, hs)  # T = 1: q, k, v of each head
             k_buf[:, :, past] = qkv[:, 1]  # (B, nh, 1, hs) into slot `past`
             v_buf[:, :, past] = qkv[:, 2]
+            if attn_mask is not None:  # attend to the first S slots only
+                k_buf, v_buf = k_buf[:, :, :attn_mask.size(-1)], v_buf[:, :, :attn_mask.size(-1)]
             y = F.scaled_dot_product_attention(qkv[:, 0], k_buf, v_buf, attn_mask=attn_mask, scale=attn.scale)
             x = x + proj(attn.c_proj, y.reshape(B, 1, C))  # (B, nh, 1, hs): one query, heads already side by side
             h = F.layer_norm(x, (C,), block.ln_2.weight, block.ln_2.bias, block.ln_2.eps)
@@ -364,10 +370,12 @@ class GPT2LMHeadModel(nn.Module):
 
 
 def _compiled_decode_step(model: GPT2LMHeadModel):
-    """`model._decode_step` through `torch.compile`, made once per model (recompiled per batch size and length)."""
+    """`model._decode_step` through `torch.compile`, made once per model (compiled once per batch size: lengths
+    are symbolic). `cpp_wrapper` calls the ~60 kernels of a step from C++ instead of a Python wrapper, which
+    shortens every step (it lengthens the one-off compile instead)."""
     fn = model.__dict__.get("_compiled_step")
     if fn is None:
-        fn = torch.compile(model._decode_step, fullgraph=True, dynamic=False)
+        fn = torch.compile(model._decode_step, fullgraph=True, dynamic=False, options={"cpp_wrapper": True})
         model.__dict__["_compiled_step"] = fn
     return fn
 
