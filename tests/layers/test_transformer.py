@@ -16,7 +16,7 @@ from torch import nn
 from pytorch_in_action.errors import PiaError
 from pytorch_in_action.layers.attention import causal_mask, padding_mask
 from pytorch_in_action.layers.embedding import PositionalEncoding, TokenEmbedding, sinusoidal_table
-from pytorch_in_action.layers.feedforward import FeedForward
+from pytorch_in_action.layers.feedforward import FeedForward, hf_activation
 from pytorch_in_action.layers.transformer import (
     Transformer,
     TransformerDecoder,
@@ -145,6 +145,16 @@ def test_feed_forward_and_activation_errors():
     torch.testing.assert_close(ff(x), ff.linear2(F.gelu(ff.linear1(x))), **F64)
     with pytest.raises(PiaError):
         FeedForward(8, 16, activation="swish")
+
+
+def test_hf_activations_match_their_transformers_names():
+    from transformers.activations import ACT2FN
+
+    z = torch.linspace(-5, 5, 101, dtype=D)
+    for name in ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish", "tanh"):
+        torch.testing.assert_close(hf_activation(name)(z), ACT2FN[name](z), rtol=1e-12, atol=1e-12, msg=name)
+    with pytest.raises(PiaError, match="unsupported activation 'bogus'; known: gelu"):
+        hf_activation("bogus")
 
 
 # --------------------------------------------------------------------------------- layers vs torch
