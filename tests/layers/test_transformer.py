@@ -153,6 +153,9 @@ def test_hf_activations_match_their_transformers_names():
     z = torch.linspace(-5, 5, 101, dtype=D)
     for name in ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish", "tanh"):
         torch.testing.assert_close(hf_activation(name)(z), ACT2FN[name](z), rtol=1e-12, atol=1e-12, msg=name)
+        buf = z.clone()
+        assert hf_activation(name, inplace=True)(buf).data_ptr() == buf.data_ptr()  # written into its input
+        assert torch.equal(buf, hf_activation(name)(z)), name
     with pytest.raises(PiaError, match="unsupported activation 'bogus'; known: gelu"):
         hf_activation("bogus")
 

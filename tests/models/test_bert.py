@@ -284,3 +284,20 @@ def test_pretrained_minilm_sentence_embeddings_equal_the_package_api(minilm):
     assert_close(emb, expected, **F32)
     sim = emb @ emb.T
     assert sim[0, 1] > sim[0, 2] + 0.3  # two guitar sentences are closer than guitar vs stock market
+
+
+def test_inference_path_computes_in_place_without_touching_inputs():
+    """Without autograd a block sums residuals into, and applies the activation to, its fresh buffers: the same
+    numbers as the autograd path, the block's input left as it was (hidden_states keep every layer's output)."""
+    from pytorch_in_action.models.bert import BertBlock, BertConfig
+
+    torch.manual_seed(0)
+    block = BertBlock(BertConfig(d_model=16, n_head=2, d_ff=32, act="gelu_new")).eval().double()
+    x = torch.randn(2, 5, 16, dtype=torch.float64)
+    x_before = x.clone()
+    expected = block(x)  # parameters require grad: the out-of-place path
+    assert expected.requires_grad
+    with torch.inference_mode():
+        got = block(x)
+    assert torch.equal(got, expected.detach())
+    assert torch.equal(x, x_before)

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from pytorch_in_action.errors import PiaError
 
-__all__ = ["HF_ACTIVATIONS", "FeedForward", "feed_forward", "get_activation", "hf_activation"]
+__all__ = ["HF_ACTIVATIONS", "HF_ACTIVATIONS_INPLACE", "FeedForward", "feed_forward", "get_activation", "hf_activation"]
 
 Activation = str | Callable[[Tensor], Tensor]
 
@@ -39,11 +39,36 @@ HF_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
-def hf_activation(name: str) -> Callable[[Tensor], Tensor]:
-    """The feed-forward non-linearity called `name` in a Hugging Face config."""
+def gelu_(x: Tensor) -> Tensor:
+    return torch.ops.aten.gelu_(x)
+
+
+def gelu_tanh_(x: Tensor) -> Tensor:
+    return torch.ops.aten.gelu_(x, approximate="tanh")
+
+
+def silu_(x: Tensor) -> Tensor:
+    return F.silu(x, inplace=True)
+
+
+# The same functions computed in place (same values, written into their input): for inference, where the
+# input is a product's fresh output that nothing else needs.
+HF_ACTIVATIONS_INPLACE: dict[str, Callable[[Tensor], Tensor]] = {
+    "gelu": gelu_,
+    "gelu_new": gelu_tanh_,
+    "gelu_pytorch_tanh": gelu_tanh_,
+    "relu": torch.relu_,
+    "silu": silu_,
+    "swish": silu_,
+    "tanh": torch.tanh_,
+}
+
+
+def hf_activation(name: str, inplace: bool = False) -> Callable[[Tensor], Tensor]:
+    """The feed-forward non-linearity called `name` in a Hugging Face config (its in-place twin if asked)."""
     if name not in HF_ACTIVATIONS:
         raise PiaError(f"unsupported activation {name!r}; known: {', '.join(HF_ACTIVATIONS)}")
-    return HF_ACTIVATIONS[name]
+    return (HF_ACTIVATIONS_INPLACE if inplace else HF_ACTIVATIONS)[name]
 
 
 def feed_forward(x: Tensor, linear1: nn.Linear, linear2: nn.Linear, activation: Callable[[Tensor], Tensor],

@@ -143,10 +143,20 @@ class FeedForward(nn.Module):
         super().__init__()
         self.c_fc = nn.Linear(cfg.d_model, cfg.d_ff)
         self.act = hf_activation(cfg.act)
+        self.act_ = hf_activation(cfg.act, inplace=True)
         self.c_proj = nn.Linear(cfg.d_ff, cfg.d_model)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.c_proj(self.act(self.c_fc(x)))
+        h = self.c_fc(x)  # (B, T, d_ff): the largest activation of the model
+        # without autograd the activation overwrites the product's fresh output instead of allocating another
+        return self.c_proj(self.act(h) if h.requires_grad else self.act_(h))
+
+
+def residual(y: Tensor, x: Tensor) -> Tensor:
+    """x + y, summed into y when the dtypes agree: y is the fresh output of a projection or dropout, which no
+    backward pass needs, so one (B, T, C) buffer less per sum. Under autocast y is bf16 and x float32: a new tensor.
+    """
+    return y.add_(x) if y.dtype == torch.promote_types(y.dtype, x.dtype) else x + y
 
 
 class BertBlock(nn.Module):
@@ -161,8 +171,8 @@ class BertBlock(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        x = self.ln_1(x + self.drop(self.attn(x, mask)))
-        return self.ln_2(x + self.drop(self.mlp(x)))
+        x = self.ln_1(residual(self.drop(self.attn(x, mask)), x))
+        return self.ln_2(residual(self.drop(self.mlp(x)), x))
 
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
