@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     warmup, repeats = (1, 3) if args.quick else (2, 7)
     flops = forward_flops(ours.config, B, T)
 
-    rows = []
+    rows, speedups = [], []
     for precision in ("float32", "bf16 autocast"):
         for mask_name, mask in masks.items():
             use_bf16 = precision != "float32"
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
 
             c = compare(lambda run=run: run(ours), lambda run=run: run(ref), warmup=warmup, repeats=repeats)
             frac = flops / c.ours_s / PEAK[precision]
+            speedups.append(c.speedup)
             rows.append([precision, mask_name, f"{c.ours_s * 1e3:.0f}", f"{c.ref_s * 1e3:.0f}", f"{c.speedup:.2f}x",
                          f"{flops / c.ours_s / 1e9:.0f} ({frac:.0%})"])
 
@@ -68,10 +69,12 @@ def main(argv: list[str] | None = None) -> None:
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, transformers {transformers.__version__}; "
           f"median of {repeats} interleaved pairs; speedup > 1 means ours is faster.\n")
     print(markdown_table(["precision", "mask", "ours ms", "HF ms", "speedup", "ours GFLOP/s (of peak)"], rows))
-    worst = min(float(r[4].rstrip("x")) for r in rows)
+    worst = min(speedups)  # unrounded: 0.996 is not 1.0x
     print(f"\nGoal: at least 1.0x Hugging Face in every row: **{'met' if worst >= 1.0 else 'not met'}** "
-          f"(worst {worst:.2f}x). Both run the same oneDNN/MKL kernels, so the rows differ by a few percent at most "
-          f"and their sign flips between runs on this shared machine.")
+          f"(worst {worst:.3f}x). Both run the same oneDNN/MKL matrix products; in float32 ours allocates two large "
+          f"buffers fewer per layer (activation and residual sums in place), which is its margin. Under bf16 "
+          f"autocast on a CPU without bf16 instructions the products are 93% of the time in both, so those rows "
+          f"are a tie whose sign flips between runs.")
 
 
 if __name__ == "__main__":
