@@ -73,11 +73,20 @@ class KVCache:
         self.mask: Tensor | None = None  # (B, max_len) bool, None when no row has padding
         self.next_pos: Tensor | None = None  # (B,) position id of the next token (left padding shifts it)
         self.seq: Tensor | None = None  # (B, length) tokens so far, kept only by the uncached reference path
-        self.compiled = False  # decode through the torch.compile'd step (see `_next_token_logits`)
+        self.compiled = False  # decode through the torch.compile'd step (see `use_compiled_step`)
+
+    def use_compiled_step(self) -> None:
+        """Decode through the torch.compile'd step: the buffers' length dimension is symbolic there, so one graph
+        serves every cache length. Marked once per buffer, not per step (a mark costs ~50 µs)."""
+        self.compiled = True
+        for buf in self.k + self.v:
+            torch._dynamo.mark_dynamic(buf, 2)
 
     def reorder(self, index: Tensor) -> KVCache:
         """Rows follow `index` (beam search); works in place on new tensors."""
         self.k, self.v = [k[index] for k in self.k], [v[index] for v in self.v]
+        if self.compiled:
+            self.use_compiled_step()  # new buffers: mark them too
         if self.mask is not None:
             self.mask = self.mask[index]
         if self.next_pos is not None:
@@ -251,7 +260,8 @@ class GPT2LMHeadModel(nn.Module):
         if compile and not use_cache:
             raise ValueError("compile=True needs use_cache=True")
         cache = self.new_cache(input_ids, attention_mask, P + max_new_tokens)
-        cache.compiled = compile
+        if compile:
+            cache.use_compiled_step()
         step = self._step_cached if use_cache else self._step_uncached
         return generation.generate(
             step, input_ids, cache, max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams,
@@ -296,8 +306,6 @@ class GPT2LMHeadModel(nn.Module):
             mask = (torch.ones(B, S, dtype=torch.bool, device=new_tokens.device) if cache.mask is None
                     else cache.mask[:, :S].contiguous()).view(B, 1, 1, S)  # padded or not: the same graph
             torch._dynamo.mark_dynamic(mask, 3)  # S is symbolic: one graph serves every step
-            for buf in cache.k + cache.v:
-                torch._dynamo.mark_dynamic(buf, 2)  # and every cache length
             step = _compiled_decode_step(self)  # inputs made contiguous: a graph is specialised to strides too
             logits = step(new_tokens.contiguous(), cache.next_pos.contiguous(), past, mask, layers, False)
         else:  # attend over the slots written so far; only left padding needs a mask
