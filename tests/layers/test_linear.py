@@ -103,3 +103,49 @@ def test_frozen_packed_weight_accepts_inference_tensors():
         assert frozen.key is None
         assert_close(frozen.linear(x, w), F.linear(x, w), rtol=1e-5, atol=1e-5)
         assert frozen.key is not None
+
+
+@pytest.mark.parametrize("backend", L.available_backends())
+@pytest.mark.parametrize("rows", [1, 3, 8])
+@pytest.mark.parametrize("bias", [True, False])
+def test_every_backend_computes_f_linear(backend, rows, bias):
+    torch.manual_seed(rows)
+    w, b = torch.randn(150, 40), (torch.randn(150) if bias else None)
+    x = torch.randn(rows, 1, 40)  # leading dimensions count as rows
+    with torch.no_grad():
+        out = L.run(backend, x, w, L.pack(backend, w, rows), b, rows)
+    assert out.shape == (rows, 1, 150)
+    assert_close(out, F.linear(x, w, b), rtol=1e-5, atol=1e-5)
+
+
+def test_fastest_backend_is_measured_once_per_shape(monkeypatch):
+    monkeypatch.delenv("PIA_LINEAR_BACKEND", raising=False)
+    monkeypatch.setattr(L, "_chosen", {})
+    calls = []
+    real_run = L.run
+    monkeypatch.setattr(L, "run", lambda backend, *a: calls.append(backend) or real_run(backend, *a))
+    w, x = torch.randn(70, 24), torch.randn(2, 24)
+    with torch.no_grad():
+        name, _ = L.fastest_backend(x, w, None)
+        assert name in L.available_backends()
+        assert sorted(set(calls)) == sorted(L.available_backends())  # every kernel was timed
+        assert len(calls) == L.TUNE_ROUNDS * len(L.available_backends())
+        calls.clear()
+        assert L.fastest_backend(x, w, None)[0] == name and not calls  # remembered, not measured again
+        L.fastest_backend(torch.randn(3, 24), w, None)  # another row count: measured
+        assert calls
+
+
+def test_backend_can_be_forced_and_a_bad_name_is_one_line(monkeypatch):
+    monkeypatch.setattr(L, "_chosen", {})
+    monkeypatch.setenv("PIA_LINEAR_BACKEND", "blocked")
+    lin = L.Linear(24, 70)
+    x = torch.randn(4, 24)
+    with torch.no_grad():
+        lin(x), lin(x)
+    assert lin._packed.backend == "blocked" and not L._chosen
+    monkeypatch.setenv("PIA_LINEAR_BACKEND", "cublas")
+    lin = L.Linear(24, 70)
+    from pytorch_in_action.errors import PiaError
+    with torch.no_grad(), pytest.raises(PiaError, match="PIA_LINEAR_BACKEND='cublas': choose one of plain"):
+        lin(x), lin(x)

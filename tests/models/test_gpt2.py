@@ -174,12 +174,15 @@ def test_one_token_decoding_steps_give_the_logits_of_the_full_model(cfg):
 
 
 def test_compiled_decoding_gives_the_tokens_of_eager_decoding():
-    """`generate(compile=True)` runs the same one-token step through torch.compile (longer, masked cache)."""
+    """`generate(compile=True)` runs the same one-token step through torch.compile (longer, masked cache); at
+    batch 1 its products are multiply-reduce kernels instead of matrix products."""
     ours = GPT2LMHeadModel.from_hf(hf_lm(5, vocab_size=8, std=0.6, **CONFIGS[0])).eval()
     ids, mask = left_padded(3, 5, 8, 5)
-    for kw in (dict(), dict(num_beams=2)):
-        eager = ours.generate(ids, attention_mask=mask, max_new_tokens=9, eos_token_id=EOS, **kw)
-        compiled = ours.generate(ids, attention_mask=mask, max_new_tokens=9, eos_token_id=EOS, compile=True, **kw)
+    for kw in (dict(), dict(num_beams=2), dict(batch_one=True)):
+        prompt, prompt_mask = (ids[:1, -3:], None) if kw.pop("batch_one", False) else (ids, mask)
+        eager = ours.generate(prompt, attention_mask=prompt_mask, max_new_tokens=9, eos_token_id=EOS, **kw)
+        compiled = ours.generate(prompt, attention_mask=prompt_mask, max_new_tokens=9, eos_token_id=EOS,
+                                 compile=True, **kw)
         assert torch.equal(compiled, eager), kw
     buf = io.BytesIO()
     torch.save(ours, buf)  # the compiled step stays behind: it belongs to this instance

@@ -4,7 +4,8 @@ Parameter names follow Hugging Face (`wte`, `wpe`, `h.{i}.ln_1`, `attn.c_attn`, 
 `mlp.c_proj`, `ln_f`), so a `transformers` checkpoint loads through `convert_hf_state_dict`, whose only real
 work is transposing HF's `Conv1D` weights (stored (in, out)) into `nn.Linear` layout (out, in).
 Decoding uses a preallocated KV cache and the shared `pytorch_in_action.generation` loop; the projections are
-`layers.linear.Linear` (an `nn.Linear` that cache-blocks the few-row products of batched decoding).
+`layers.linear.Linear` (an `nn.Linear` that runs the few-row products of decoding through the fastest packed
+kernel it measures on this CPU).
 """
 
 from __future__ import annotations
@@ -327,14 +328,22 @@ class GPT2LMHeadModel(nn.Module):
         `layers` holds each layer's key and value buffers (B, nh, max_len, hs); this token's go to slot `past`, a
         (1,) tensor. Attention reads the first `attn_mask.size(-1)` slots when a mask (B, 1, 1, S) is given, else
         the whole buffers (the caller then passes the written slots). `packed` routes the products through
-        `Linear` (packed weights for batched decoding) rather than a plain `F.linear`.
+        `Linear` (the fastest packed kernel, measured) rather than a plain `F.linear`. Compiled at batch 1, a
+        product is written as a multiply-reduce, `(W * x).sum(-1)`, which inductor turns into one vectorised
+        kernel that streams the weight once (measured here: 45 GB/s for the 49 products of the 124M model
+        against 13-25 GB/s through the BLAS libraries' matrix-vector products).
         """
         t, cfg = self.transformer, self.config
         B, C = new_tokens.size(0), cfg.n_embd
         nh, hs = cfg.n_head, C // cfg.n_head
 
         def proj(module: nn.Linear, x: Tensor) -> Tensor:
-            return module(x) if packed else F.linear(x, module.weight, module.bias)
+            if packed:
+                return module(x)
+            if B == 1 and torch.compiler.is_compiling():  # one fused multiply-reduce kernel streams the weight
+                y = (module.weight * x.unsqueeze(-2)).sum(-1)  # (..., 1, in) * (out, in) -> (..., out)
+                return y if module.bias is None else y + module.bias
+            return F.linear(x, module.weight, module.bias)
 
         x = t.wte(new_tokens) + t.wpe(position_ids)[:, None]  # (B, 1, C)
         for (k_buf, v_buf), block in zip(layers, t.h):
