@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="fine-tune on length-bucketed batches of at most N padded tokens (0: batches of 32 texts)")
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--amp", default="bf16", choices=["off", "bf16"],
-                    help="bf16 only pays on CPUs with AMX (check `grep amx /proc/cpuinfo`); otherwise use off")
+                    help="bf16 only pays on CPUs with AMX or AVX512_BF16 (see /proc/cpuinfo); otherwise use off")
     ap.add_argument("--mlm-steps", type=int, default=100_000,
                     help="MLM optimizer steps (the cosine schedule's length; --minutes may stop earlier)")
     ap.add_argument("--mlm-lr", type=float, default=5e-4)

@@ -31,10 +31,12 @@ def machine() -> str:
         pass
     import torch
 
-    from pytorch_in_action.train.precision import cpu_has_amx
+    from pytorch_in_action.train.precision import cpu_bf16_flags, cpu_bf16_is_fast
 
-    amx = "AMX exposed" if cpu_has_amx() else "no AMX (bf16 matrix products are slow)"
-    return f"{cpu}, {os.cpu_count()} cores, {amx}, Python {platform.python_version()}, torch {torch.__version__}"
+    units = " and ".join(cpu_bf16_flags())
+    bf16 = (f"{units} (bf16 matrix products {'fast' if cpu_bf16_is_fast() else 'not faster than float32'})"
+            if units else "no bf16 matrix units (bf16 matrix products are slow)")
+    return f"{cpu}, {os.cpu_count()} cores, {bf16}, Python {platform.python_version()}, torch {torch.__version__}"
 
 
 def existing_sections() -> dict[str, str]:

@@ -110,7 +110,8 @@ def test_ddp_two_processes_equal_one_process_with_double_batch(tmp_path, pia_cac
     """2 ranks x 32 must train like 1 rank x 64. GroupNorm has no batch statistics and dropout is off (its
     masks are drawn per rank), so the only difference left is the summation order of the all-reduce.
     22 SGD steps amplify that float32 rounding to about 3e-4 in the weights (measured), hence the tolerance;
-    a real mismatch (wrong shards, unaveraged gradients) moves them by 1e-2 or more."""
+    a real mismatch (wrong shards, unaveraged gradients) moves them by 1e-2 or more. The validation loss moved
+    by 1e-4 relative on an Intel Xeon and by 5e-4 on an AMD EPYC (other kernels, other rounding)."""
     args = [*DDP_ARGS, "--dropout", "0", "--lr", "0.02", "--sched", "constant", "--warmup-epochs", "0"]
     single = pia(*args, "--batch-size", "64", "--out", str(tmp_path / "one"))
     assert single.returncode == 0, single.stderr
@@ -125,7 +126,7 @@ def test_ddp_two_processes_equal_one_process_with_double_batch(tmp_path, pia_cac
     two_lines = (tmp_path / "two/metrics.jsonl").read_text().splitlines()
     assert len(two_lines) == 1, "only rank 0 writes"
     two = json.loads(two_lines[0])
-    assert two["val_loss"] == pytest.approx(one["val_loss"], rel=1e-4)
+    assert two["val_loss"] == pytest.approx(one["val_loss"], rel=2e-3)
     assert two["val_top1"] == pytest.approx(one["val_top1"], abs=2 / 360 + 1e-9)
     assert len(_state(tmp_path / "two/checkpoints/latest.pt")["rng_per_rank"]) == 2
 

@@ -62,8 +62,8 @@ def build_parser(action: str) -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, default=64, help="per process")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when present")
     run.add_argument("--amp", default="off", choices=AMP_CHOICES,
-                     help="autocast dtype (bf16 on CPU or GPU; fp16 + GradScaler on CUDA; auto: bf16 on CPUs with "
-                          "AMX and on GPUs that support it, fp16 on older GPUs, off otherwise)")
+                     help="autocast dtype (bf16 on CPU or GPU; fp16 + GradScaler on CUDA; auto: bf16 on CPUs where "
+                          "it is measured faster and on GPUs that support it, fp16 on older GPUs, off otherwise)")
     run.add_argument("--seed", type=int, default=0, help="same seed, same command: same weights on CPU")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm bars")
     if action == "train":

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--pack", action="store_true",
                    help="train on the texts concatenated and cut into full --max-length rows (no padding)")
     t.add_argument("--amp", default="off", choices=AMP_CHOICES,
-                   help="bf16 is fast on CPUs with AMX, slow without; auto picks")
+                   help="bf16 is fast on CPUs with AMX or AVX512_BF16, slow without; auto measures and picks")
     t.add_argument("--grad-clip", type=float, default=1.0)
     t.add_argument("--eval-every-steps", type=int, default=0, help="0: only at the end")
     t.add_argument("--eval-texts", type=int, default=500, help="validation texts used for the MLM loss")

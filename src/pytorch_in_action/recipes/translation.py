@@ -51,7 +51,7 @@ def build_parser(action: str) -> argparse.ArgumentParser:
     run = p.add_argument_group("run")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     run.add_argument("--amp", default="auto", choices=AMP_CHOICES,
-                     help="autocast dtype; auto: bf16 on CPUs with AMX (slower than float32 without it) and on GPUs "
+                     help="autocast dtype; auto: bf16 on CPUs where it is measured faster (AMX, AVX512_BF16) and on GPUs "
                           "that support it, fp16 on older GPUs, off otherwise")
     run.add_argument("--beam", type=int, default=4, help="beam size for beam search (1: greedy only)")
     run.add_argument("--length-penalty", type=float, default=1.0, help="beam score = log p / length**penalty")
