@@ -24,6 +24,7 @@ from transformers import GPT2Config as HFConfig  # noqa: E402
 from transformers import GPT2LMHeadModel as HFLMHead  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
+from pytorch_in_action.layers.linear import reduce_linear  # noqa: E402
 from pytorch_in_action.models.gpt2 import GPT2LMHeadModel  # noqa: E402
 
 
@@ -49,9 +50,8 @@ def products_only(model: torch.nn.Module, batch: int, steps: int, compiled: bool
     weights = [m.weight for m in linears]
 
     def reduce_products(xs, weights):
-        if batch == 1:
-            return [(w * x.unsqueeze(-2)).sum(-1) for x, w in zip(xs, weights)]
-        return [torch.nn.functional.linear(x, w) for x, w in zip(xs, weights)]
+        product = reduce_linear if batch == 1 else torch.nn.functional.linear
+        return [product(x, w) for x, w in zip(xs, weights)]
 
     products = torch.compile(reduce_products, fullgraph=True, dynamic=False) if compiled else None
 

@@ -5,7 +5,7 @@ from pytorch_in_action.errors import PiaError
 from pytorch_in_action.train.distributed import _first_slurm_host, map_slurm_env
 from pytorch_in_action.train.metrics import topk_correct
 from pytorch_in_action.train.optim import build_optimizer
-from pytorch_in_action.train.precision import autocast_ctx, check_amp
+from pytorch_in_action.train.precision import autocast_ctx, resolve_amp
 
 
 def test_slurm_variables_are_mapped_for_torch_distributed():
@@ -41,6 +41,6 @@ def test_amp_choices():
     with autocast_ctx(torch.device("cpu"), "bf16"):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
     with pytest.raises(PiaError, match="needs a CUDA device"):
-        check_amp("fp16", torch.device("cpu"))
+        resolve_amp("fp16", torch.device("cpu"))
     with pytest.raises(PiaError):
-        check_amp("fp8", torch.device("cpu"))
+        resolve_amp("fp8", torch.device("cpu"))

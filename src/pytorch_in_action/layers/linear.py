@@ -24,14 +24,14 @@ is memory: one packed copy of each weight while the module is used for decoding 
 from __future__ import annotations
 
 import os
-import time
-from functools import cache
+from functools import cache, partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pytorch_in_action.errors import PiaError
+from pytorch_in_action.timing import interleaved_medians
 
 BLOCK_BYTES = 768 << 10  # weight bytes per block: fits the 2 MiB L2 cache of one core here with room to spare
 MAX_ROWS = 64  # beyond this many rows the plain GEMM is efficient again
@@ -91,6 +91,13 @@ def pack(backend: str, weight: Tensor, rows: int) -> Tensor | None:
     return None
 
 
+def reduce_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """`F.linear` written as a multiply-reduce, `(weight * x).sum(-1)`: for torch.compile, which fuses it into one
+    vectorised kernel that streams the weight once (eagerly it would materialise the product: use `F.linear`)."""
+    y = (weight * x.unsqueeze(-2)).sum(-1)  # (..., 1, in) * (out, in) -> (..., out)
+    return y if bias is None else y + bias
+
+
 def run(backend: str, x: Tensor, weight: Tensor, packed: Tensor | None, bias: Tensor | None, rows: int) -> Tensor:
     """`F.linear(x, weight, bias)` through `backend` (`packed` made by `pack(backend, weight, rows)`)."""
     if backend == "mkl":
@@ -117,17 +124,10 @@ def fastest_backend(x: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[str
     if name is not None:
         return name, pack(name, weight, rows)
     packs = {b: pack(b, weight, rows) for b in available_backends()}
-    times: dict[str, list[float]] = {b: [] for b in packs}
     evict = torch.ones(EVICT_BYTES // 4) if weight.numel() * weight.element_size() < EVICT_BYTES else None
-    for round_ in range(TUNE_ROUNDS):
-        for b, p in packs.items():
-            if evict is not None:
-                evict.sum()
-            start = time.perf_counter()
-            run(b, x, weight, p, bias, rows)
-            if round_:
-                times[b].append(time.perf_counter() - start)
-    name = min(times, key=lambda b: sorted(times[b])[len(times[b]) // 2])
+    medians = interleaved_medians({b: partial(run, b, x, weight, p, bias, rows) for b, p in packs.items()},
+                                  TUNE_ROUNDS, before=None if evict is None else evict.sum)
+    name = min(medians, key=medians.get)
     _chosen[key] = name
     return name, packs[name]
 

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from pytorch_in_action import generation
 from pytorch_in_action.layers.feedforward import hf_activation
-from pytorch_in_action.layers.linear import Linear
+from pytorch_in_action.layers.linear import Linear, reduce_linear
 from pytorch_in_action.models.hf_loading import load_converted, load_hf_folder
 
 
@@ -341,8 +341,7 @@ class GPT2LMHeadModel(nn.Module):
             if packed:
                 return module(x)
             if B == 1 and torch.compiler.is_compiling():  # one fused multiply-reduce kernel streams the weight
-                y = (module.weight * x.unsqueeze(-2)).sum(-1)  # (..., 1, in) * (out, in) -> (..., out)
-                return y if module.bias is None else y + module.bias
+                return reduce_linear(x, module.weight, module.bias)
             return F.linear(x, module.weight, module.bias)
 
         x = t.wte(new_tokens) + t.wpe(position_ids)[:, None]  # (B, 1, C)

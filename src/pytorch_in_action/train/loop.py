@@ -31,7 +31,7 @@ from pytorch_in_action.train.checkpoint import (
     save_checkpoint,
 )
 from pytorch_in_action.train.distributed import DistEnv
-from pytorch_in_action.train.precision import autocast_ctx, check_amp, make_grad_scaler
+from pytorch_in_action.train.precision import autocast_ctx, make_grad_scaler, resolve_amp
 from pytorch_in_action.train.run import RunDir
 
 LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, int]]
@@ -41,7 +41,7 @@ EvalFn = Callable[[nn.Module], dict[str, float]]
 @dataclass
 class EngineConfig:
     epochs: int
-    amp: str = "off"  # "off" | "bf16" | "fp16"
+    amp: str = "off"  # "off" | "bf16" | "fp16" | "auto" (resolved once by the Engine, the same on every rank)
     grad_clip: float = 0.0  # max gradient norm; 0 disables clipping
     accum_steps: int = 1  # micro-batches per optimizer step
     ckpt_every_steps: int = 0  # also write latest.pt every N optimizer steps (0: at epoch ends only)
@@ -69,7 +69,8 @@ class Engine:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, train_loader, *, config: EngineConfig,
                  dist: DistEnv, loss_fn: LossFn, eval_fn: EvalFn | None = None, run: RunDir | None = None,
                  scheduler=None, meta: dict[str, Any] | None = None):
-        check_amp(config.amp, dist.device)
+        # "auto" is measured per process; every rank trains in rank 0's choice so the replicas stay alike
+        self.amp = dist.broadcast_object(resolve_amp(config.amp, dist.device))
         sampler = train_loader.batch_sampler
         if not (hasattr(sampler, "set_epoch") and hasattr(sampler, "set_skip")):
             raise TypeError("train_loader.batch_sampler must provide set_epoch() and set_skip()")
@@ -81,7 +82,7 @@ class Engine:
         self.optimizer, self.scheduler, self.loader = optimizer, scheduler, train_loader
         self.cfg, self.dist, self.run = config, dist, run
         self.loss_fn, self.eval_fn, self.meta = loss_fn, eval_fn, meta or {}
-        self.scaler = make_grad_scaler(dist.device, config.amp)
+        self.scaler = make_grad_scaler(dist.device, self.amp)
         # progress, all restored on resume
         self.epoch = 0  # current epoch (0-based)
         self.batch_in_epoch = 0  # batches of the current epoch already trained
@@ -162,7 +163,7 @@ class Engine:
             return {}
         self.model.eval()
         try:
-            with torch.no_grad(), autocast_ctx(self.dist.device, self.cfg.amp):
+            with torch.no_grad(), autocast_ctx(self.dist.device, self.amp):
                 return dict(self.eval_fn(self.model))
         finally:
             self.model.train()
@@ -224,7 +225,7 @@ class Engine:
                 sync = (i + 1) % accum == 0 or i + 1 == n_batches
                 no_sync = self.module.no_sync() if (dist.is_distributed and not sync) else contextlib.nullcontext()
                 with no_sync:
-                    with autocast_ctx(dist.device, cfg.amp):
+                    with autocast_ctx(dist.device, self.amp):
                         loss, n = self.loss_fn(self.module, batch)
                     self.scaler.scale(loss / accum).backward()
                 loss_acc += loss.detach().double() * n

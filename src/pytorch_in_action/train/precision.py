@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from pytorch_in_action.errors import PiaError
+from pytorch_in_action.timing import interleaved_medians
 
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 
@@ -32,30 +33,16 @@ def cpu_bf16_flags() -> tuple[str, ...]:
     return tuple(f for f in ("amx_bf16", "avx512_bf16") if f in flags)
 
 
-def cpu_has_amx() -> bool:
-    """True when the CPU flags (Linux) list AMX bf16 tiles; False when unknown."""
-    return "amx_bf16" in cpu_bf16_flags()
-
-
 @functools.cache
 def cpu_bf16_is_fast(size: int = 512, repeats: int = 5) -> bool:
     """True when bf16 matrix products beat float32 ones by a clear margin on this CPU (measured once per process,
     and only where the flags promise bf16 units: without them the answer is known to be no)."""
     if not cpu_bf16_flags():
         return False
-    import time
-
     a = torch.randn(size, size)
     a16 = a.bfloat16()
-    times: dict[torch.dtype, list[float]] = {torch.float32: [], torch.bfloat16: []}
-    for i in range(repeats + 1):  # interleaved; the first round warms both kernels up
-        for x in (a, a16):
-            start = time.perf_counter()
-            x @ x
-            if i:
-                times[x.dtype].append(time.perf_counter() - start)
-    fp32, bf16 = (sorted(t)[len(t) // 2] for t in times.values())
-    return bf16 < 0.8 * fp32
+    medians = interleaved_medians({"fp32": lambda: a @ a, "bf16": lambda: a16 @ a16}, repeats + 1)
+    return medians["bf16"] < 0.8 * medians["fp32"]
 
 
 def resolve_amp(amp: str, device: torch.device) -> str:
@@ -69,10 +56,6 @@ def resolve_amp(amp: str, device: torch.device) -> str:
     if amp == "fp16" and device.type != "cuda":
         raise PiaError("--amp fp16 needs a CUDA device; on CPU use --amp bf16")
     return amp
-
-
-def check_amp(amp: str, device: torch.device) -> None:
-    resolve_amp(amp, device)
 
 
 def autocast_ctx(device: torch.device, amp: str = "off") -> contextlib.AbstractContextManager:
