@@ -24,7 +24,7 @@ from transformers import GPT2Config as HFConfig  # noqa: E402
 from transformers import GPT2LMHeadModel as HFLMHead  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
-from pytorch_in_action.layers.linear import reduce_linear  # noqa: E402
+from pytorch_in_action.layers.linear import compile_frozen  # noqa: E402
 from pytorch_in_action.models.gpt2 import GPT2LMHeadModel  # noqa: E402
 
 
@@ -43,23 +43,24 @@ def weight_reader(weight_bytes: int, steps: int):
 def products_only(model: torch.nn.Module, batch: int, steps: int, compiled: bool = False):
     """A run of `steps` decoding steps that did nothing but the model's matrix products (same modules, same
     weights, same kernels): the part of a step that streams the weights, without attention, norms and Python.
-    `compiled` times the kernels of `generate(compile=True)` instead: at batch 1 the products are compiled
-    multiply-reduce kernels (see `GPT2LMHeadModel._decode_step`), else plain `F.linear`."""
+    `compiled` times the kernels of `generate(compile=True)` instead: at batch 1 the products of a step compiled
+    with frozen weights (`layers.linear.compile_frozen`), else plain `F.linear`."""
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]  # the blocks and the (tied) head
     xs = [torch.randn(batch, m.in_features) for m in linears]
-    weights = [m.weight for m in linears]
 
-    def reduce_products(xs, weights):
-        product = reduce_linear if batch == 1 else torch.nn.functional.linear
-        return [product(x, w) for x, w in zip(xs, weights)]
+    def plain_products(xs):
+        return [torch.nn.functional.linear(x, m.weight, m.bias) for m, x in zip(linears, xs)]
 
-    products = torch.compile(reduce_products, fullgraph=True, dynamic=False) if compiled else None
+    products = None
+    if compiled:
+        products = (compile_frozen(plain_products) if batch == 1
+                    else torch.compile(plain_products, fullgraph=True, dynamic=False))
 
     @torch.inference_mode()
     def run():
         for _ in range(steps):
             if products is not None:
-                products(xs, weights)
+                products(xs)
             else:
                 for m, x in zip(linears, xs):
                     m(x)

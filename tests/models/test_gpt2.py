@@ -175,7 +175,7 @@ def test_one_token_decoding_steps_give_the_logits_of_the_full_model(cfg):
 
 def test_compiled_decoding_gives_the_tokens_of_eager_decoding():
     """`generate(compile=True)` runs the same one-token step through torch.compile (longer, masked cache); at
-    batch 1 its products are multiply-reduce kernels instead of matrix products."""
+    batch 1 with frozen weights, inductor's matrix-vector kernels and attention written as reductions."""
     ours = GPT2LMHeadModel.from_hf(hf_lm(5, vocab_size=8, std=0.6, **CONFIGS[0])).eval()
     ids, mask = left_padded(3, 5, 8, 5)
     for kw in (dict(), dict(num_beams=2), dict(batch_one=True)):
@@ -193,3 +193,18 @@ def test_compiled_decoding_gives_the_tokens_of_eager_decoding():
     assert torch.equal(clone.generate(ids, attention_mask=mask, max_new_tokens=9, eos_token_id=EOS), greedy)
     with pytest.raises(ValueError, match="use_cache"):
         ours.generate(ids, max_new_tokens=2, compile=True, use_cache=False)
+
+
+def test_compiled_batch_one_decoding_follows_its_own_and_changed_weights():
+    """At batch 1 the compiled step holds the weights as constants: two models of one configuration must each
+    decode with their own, and a model whose weights change after compiling must decode with the new ones."""
+    a, b = (GPT2LMHeadModel.from_hf(hf_lm(seed, vocab_size=8, std=0.6, **CONFIGS[0])).eval() for seed in (5, 6))
+    prompt = left_padded(1, 4, 8, 3)[0]
+    for model in (a, b, a):
+        eager = model.generate(prompt, max_new_tokens=8)
+        assert torch.equal(model.generate(prompt, max_new_tokens=8, compile=True), eager)
+    assert not torch.equal(a.generate(prompt, max_new_tokens=8), b.generate(prompt, max_new_tokens=8))
+    with torch.no_grad():
+        a.lm_head.weight.copy_(b.lm_head.weight)  # tied: the embedding changes too
+        a.transformer.h[0].mlp.c_fc.bias.add_(1.0)
+    assert torch.equal(a.generate(prompt, max_new_tokens=8, compile=True), a.generate(prompt, max_new_tokens=8))

@@ -24,6 +24,7 @@ is memory: one packed copy of each weight while the module is used for decoding 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import cache, partial
 
 import torch
@@ -91,11 +92,29 @@ def pack(backend: str, weight: Tensor, rows: int) -> Tensor | None:
     return None
 
 
-def reduce_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """`F.linear` written as a multiply-reduce, `(weight * x).sum(-1)`: for torch.compile, which fuses it into one
-    vectorised kernel that streams the weight once (eagerly it would materialise the product: use `F.linear`)."""
-    y = (weight * x.unsqueeze(-2)).sum(-1)  # (..., 1, in) * (out, in) -> (..., out)
-    return y if bias is None else y + bias
+FROZEN_COMPILE_OPTIONS = {"max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN", "cpp_wrapper": True}
+
+
+def compile_frozen(fn: Callable) -> Callable:
+    """`torch.compile(fn)` with the weights it reads frozen in, for inference on the CPU.
+
+    Frozen, the parameters are constants of the compiled graph, so inductor packs each weight once, at compile
+    time, into the blocked layout of its own C++ matrix-product template (`max_autotune`, which also times that
+    kernel against ATen's for every shape): at one row per product those kernels stream the weight about as fast
+    as `.sum()` reads it. The price: the packed copies (as much memory as the weights), a compile of minutes for
+    a large model, and constants that go stale if the weights change afterwards (the caller must rebuild).
+    Freezing is an inductor setting read when a graph is compiled, so it is switched on around every call
+    (a call may compile). Use it under `torch.no_grad()` or `torch.inference_mode()`.
+    """
+    import torch._inductor.config as inductor_config
+
+    compiled = torch.compile(fn, fullgraph=True, dynamic=False, options=FROZEN_COMPILE_OPTIONS)
+
+    def run(*args: object) -> object:
+        with inductor_config.patch(freezing=True):
+            return compiled(*args)
+
+    return run
 
 
 def run(backend: str, x: Tensor, weight: Tensor, packed: Tensor | None, bias: Tensor | None, rows: int) -> Tensor:

@@ -11,6 +11,7 @@ kernel it measures on this CPU).
 from __future__ import annotations
 
 import math
+import types
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from torch import Tensor, nn
 
 from pytorch_in_action import generation
 from pytorch_in_action.layers.feedforward import hf_activation
-from pytorch_in_action.layers.linear import Linear, reduce_linear
+from pytorch_in_action.layers.linear import Linear, compile_frozen
 from pytorch_in_action.models.hf_loading import load_converted, load_hf_folder
 
 
@@ -75,6 +76,7 @@ class KVCache:
         self.next_pos: Tensor | None = None  # (B,) position id of the next token (left padding shifts it)
         self.seq: Tensor | None = None  # (B, length) tokens so far, kept only by the uncached reference path
         self.compiled = False  # decode through the torch.compile'd step (see `use_compiled_step`)
+        self.weights_checked = False  # the compiled step's frozen weights were checked against the model's
 
     def use_compiled_step(self) -> None:
         """Decode through the torch.compile'd step: the buffers' length dimension is symbolic there, so one graph
@@ -251,8 +253,12 @@ class GPT2LMHeadModel(nn.Module):
 
         `use_cache=False` recomputes the whole sequence every step (slow; it exists to check the cache).
         `compile=True` runs the one-token decoding step through `torch.compile` with a C++ wrapper (the first
-        call for a batch size compiles, ~20-30 s; later ones reuse it, whatever the prompt and output lengths):
-        the step's small operations fuse into a few kernels and its Python disappears.
+        call for a batch size compiles; later ones reuse it, whatever the prompt and output lengths): the step's
+        small operations fuse into a few kernels and its Python disappears. At batch 1 the step is compiled with
+        the weights frozen in, packed for inductor's matrix-vector kernels (`layers.linear.compile_frozen`): the
+        fastest path here, at the price of a packed copy of the weights (~500 MB for the 124M model) and a
+        longer first call (~1.5 min for the 124M model on 2 cores); changing the weights afterwards is detected
+        and the step is rebuilt.
         """
         B, P = input_ids.shape
         n_positions = self.config.n_positions
@@ -307,7 +313,9 @@ class GPT2LMHeadModel(nn.Module):
             mask = (torch.ones(B, S, dtype=torch.bool, device=new_tokens.device) if cache.mask is None
                     else cache.mask[:, :S].contiguous()).view(B, 1, 1, S)  # padded or not: the same graph
             torch._dynamo.mark_dynamic(mask, 3)  # S is symbolic: one graph serves every step
-            step = _compiled_decode_step(self)  # inputs made contiguous: a graph is specialised to strides too
+            step = _compiled_decode_step(self, B, check_weights=not cache.weights_checked)
+            cache.weights_checked = True  # once per generate() call: the check costs ~1 µs per parameter
+            # inputs made contiguous: a graph is specialised to strides too
             logits = step(new_tokens.contiguous(), cache.next_pos.contiguous(), past, mask, layers, False)
         else:  # attend over the slots written so far; only left padding needs a mask
             S = cache.length + 1
@@ -328,21 +336,18 @@ class GPT2LMHeadModel(nn.Module):
         `layers` holds each layer's key and value buffers (B, nh, max_len, hs); this token's go to slot `past`, a
         (1,) tensor. Attention reads the first `attn_mask.size(-1)` slots when a mask (B, 1, 1, S) is given, else
         the whole buffers (the caller then passes the written slots). `packed` routes the products through
-        `Linear` (the fastest packed kernel, measured) rather than a plain `F.linear`. Compiled at batch 1, a
-        product is written as a multiply-reduce, `(W * x).sum(-1)`, which inductor turns into one vectorised
-        kernel that streams the weight once (measured here: 45 GB/s for the 49 products of the 124M model
-        against 13-25 GB/s through the BLAS libraries' matrix-vector products).
+        `Linear` (the fastest packed kernel, measured) rather than a plain `F.linear`. Compiled at batch 1 (with
+        frozen weights, see `_compiled_decode_step`) attention is `single_query_attention`: two small reductions
+        that fuse with their neighbours, where `F.scaled_dot_product_attention` is a library call costing more
+        than the layer's smallest matrix product (measured: ~300 µs against ~80 for the fused kernel).
         """
         t, cfg = self.transformer, self.config
         B, C = new_tokens.size(0), cfg.n_embd
         nh, hs = cfg.n_head, C // cfg.n_head
+        fused_attention = B == 1 and attn_mask is not None and torch.compiler.is_compiling()
 
         def proj(module: nn.Linear, x: Tensor) -> Tensor:
-            if packed:
-                return module(x)
-            if B == 1 and torch.compiler.is_compiling():  # one fused multiply-reduce kernel streams the weight
-                return reduce_linear(x, module.weight, module.bias)
-            return F.linear(x, module.weight, module.bias)
+            return module(x) if packed else F.linear(x, module.weight, module.bias)
 
         x = t.wte(new_tokens) + t.wpe(position_ids)[:, None]  # (B, 1, C)
         for (k_buf, v_buf), block in zip(layers, t.h):
@@ -353,7 +358,10 @@ class GPT2LMHeadModel(nn.Module):
             v_buf[:, :, past] = qkv[:, 2]
             if attn_mask is not None:  # attend to the first S slots only
                 k_buf, v_buf = k_buf[:, :, :attn_mask.size(-1)], v_buf[:, :, :attn_mask.size(-1)]
-            y = F.scaled_dot_product_attention(qkv[:, 0], k_buf, v_buf, attn_mask=attn_mask, scale=attn.scale)
+            if fused_attention:
+                y = single_query_attention(qkv[:, 0], k_buf, v_buf, attn_mask, attn.scale)
+            else:
+                y = F.scaled_dot_product_attention(qkv[:, 0], k_buf, v_buf, attn_mask=attn_mask, scale=attn.scale)
             x = x + proj(attn.c_proj, y.reshape(B, 1, C))  # (B, nh, 1, hs): one query, heads already side by side
             h = F.layer_norm(x, (C,), block.ln_2.weight, block.ln_2.bias, block.ln_2.eps)
             x = x + proj(mlp.c_proj, mlp.act(proj(mlp.c_fc, h)))
@@ -385,15 +393,44 @@ class GPT2LMHeadModel(nn.Module):
         return model.eval()
 
 
-def _compiled_decode_step(model: GPT2LMHeadModel):
-    """`model._decode_step` through `torch.compile`, made once per model (compiled once per batch size: lengths
-    are symbolic). `cpp_wrapper` calls the ~60 kernels of a step from C++ instead of a Python wrapper, which
-    shortens every step (it lengthens the one-off compile instead)."""
-    fn = model.__dict__.get("_compiled_step")
-    if fn is None:
-        fn = torch.compile(model._decode_step, fullgraph=True, dynamic=False, options={"cpp_wrapper": True})
-        model.__dict__["_compiled_step"] = fn
-    return fn
+def single_query_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float) -> Tensor:
+    """softmax(q k^T * scale) v for one query per row, written as reductions for torch.compile: q (B, nh, 1, hs),
+    k and v (B, nh, S, hs), mask (B, 1, 1, S) True where a key may be seen; returns (B, nh, 1, hs)."""
+    scores = (k * q).sum(-1) * scale  # (B, nh, S, hs) -> (B, nh, S)
+    scores = scores.masked_fill(~mask[:, :, 0], float("-inf"))  # mask (B, 1, S) broadcast over heads
+    return (scores.softmax(-1).unsqueeze(-1) * v).sum(-2, keepdim=True)  # (B, nh, S, 1) * (B, nh, S, hs)
+
+
+def _weights_stamp(model: nn.Module) -> tuple:
+    """Where every parameter lives and how often it was changed in place: differs once any weight changed."""
+    return tuple((p.data_ptr(), 0 if p.is_inference() else p._version) for p in model.parameters())
+
+
+def _compiled_decode_step(model: GPT2LMHeadModel, batch: int, check_weights: bool = True):
+    """`model._decode_step` through `torch.compile`, kept on the model (lengths are symbolic: one compile serves
+    every prompt and output length). `cpp_wrapper` calls the step's kernels from C++ instead of a Python wrapper.
+
+    At batch 1 the step is compiled with its weights frozen (`layers.linear.compile_frozen`): every product is
+    then a matrix-vector kernel on a weight packed once, which streams it at the memory's speed (inductor's own
+    multiply-reduce kernels and the BLAS libraries' reach 50-85% of that here). Frozen weights are constants:
+    the step is rebuilt when any parameter has changed since (`_weights_stamp`, looked at when `check_weights`:
+    once per generate() call, not per token), and it is compiled from a private copy of the function's code,
+    because dynamo keeps compiled code per code object and must never hand one model (or an outdated build)
+    another's frozen weights.
+    """
+    steps = model.__dict__.setdefault("_compiled_step", {})
+    if batch != 1:
+        if "any" not in steps:
+            steps["any"] = torch.compile(model._decode_step, fullgraph=True, dynamic=False,
+                                         options={"cpp_wrapper": True})
+        return steps["any"]
+    stamp = _weights_stamp(model) if check_weights or "frozen" not in steps else steps["frozen_stamp"]
+    if steps.get("frozen_stamp") != stamp:
+        fn = GPT2LMHeadModel._decode_step
+        private = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__,
+                                     fn.__closure__)
+        steps["frozen"], steps["frozen_stamp"] = compile_frozen(types.MethodType(private, model)), stamp
+    return steps["frozen"]
 
 
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
