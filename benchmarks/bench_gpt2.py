@@ -24,7 +24,7 @@ from transformers import GPT2Config as HFConfig  # noqa: E402
 from transformers import GPT2LMHeadModel as HFLMHead  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
-from pytorch_in_action.layers.linear import compile_frozen  # noqa: E402
+from pytorch_in_action.layers.linear import export_frozen  # noqa: E402
 from pytorch_in_action.models.gpt2 import GPT2LMHeadModel  # noqa: E402
 
 
@@ -40,26 +40,33 @@ def weight_reader(weight_bytes: int, steps: int):
     return run
 
 
+class _Products(torch.nn.Module):
+    """The matrix products of one decoding step, nothing else: every `nn.Linear` of the model on its own input."""
+
+    def __init__(self, linears: list[torch.nn.Linear]) -> None:
+        super().__init__()
+        self.linears = torch.nn.ModuleList(linears)
+
+    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [torch.nn.functional.linear(x, m.weight, m.bias) for m, x in zip(self.linears, xs)]
+
+
 def products_only(model: torch.nn.Module, batch: int, steps: int, compiled: bool = False):
     """A run of `steps` decoding steps that did nothing but the model's matrix products (same modules, same
     weights, same kernels): the part of a step that streams the weights, without attention, norms and Python.
-    `compiled` times the kernels of `generate(compile=True)` instead: at batch 1 the products of a step compiled
-    with frozen weights (`layers.linear.compile_frozen`), else plain `F.linear`."""
+    `compiled` times the kernels of `generate(compile=True)` instead: at batch 1 the products built ahead of
+    time with frozen weights (`layers.linear.export_frozen`), else through `torch.compile`."""
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]  # the blocks and the (tied) head
     xs = [torch.randn(batch, m.in_features) for m in linears]
-
-    def plain_products(xs):
-        return [torch.nn.functional.linear(x, m.weight, m.bias) for m, x in zip(linears, xs)]
-
-    products = None
+    products = _Products(linears).eval()
     if compiled:
-        products = (compile_frozen(plain_products) if batch == 1
-                    else torch.compile(plain_products, fullgraph=True, dynamic=False))
+        products = (export_frozen(products, (xs,)) if batch == 1
+                    else torch.compile(products, fullgraph=True, dynamic=False))
 
     @torch.inference_mode()
     def run():
         for _ in range(steps):
-            if products is not None:
+            if compiled:
                 products(xs)
             else:
                 for m, x in zip(linears, xs):

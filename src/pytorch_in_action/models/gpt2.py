@@ -11,7 +11,6 @@ kernel it measures on this CPU).
 from __future__ import annotations
 
 import math
-import types
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from torch import Tensor, nn
 
 from pytorch_in_action import generation
 from pytorch_in_action.layers.feedforward import hf_activation
-from pytorch_in_action.layers.linear import Linear, compile_frozen
+from pytorch_in_action.layers.linear import Linear, export_frozen
 from pytorch_in_action.models.hf_loading import load_converted, load_hf_folder
 
 
@@ -254,11 +253,11 @@ class GPT2LMHeadModel(nn.Module):
         `use_cache=False` recomputes the whole sequence every step (slow; it exists to check the cache).
         `compile=True` runs the one-token decoding step through `torch.compile` with a C++ wrapper (the first
         call for a batch size compiles; later ones reuse it, whatever the prompt and output lengths): the step's
-        small operations fuse into a few kernels and its Python disappears. At batch 1 the step is compiled with
-        the weights frozen in, packed for inductor's matrix-vector kernels (`layers.linear.compile_frozen`): the
-        fastest path here, at the price of a packed copy of the weights (~500 MB for the 124M model) and a
-        longer first call (~1.5 min for the 124M model on 2 cores); changing the weights afterwards is detected
-        and the step is rebuilt.
+        small operations fuse into a few kernels and its Python disappears. At batch 1 the step is compiled ahead
+        of time with the weights frozen in, packed for inductor's matrix-vector kernels, into a library called
+        without torch.compile's per-call overhead (`layers.linear.export_frozen`): the fastest path here, at the
+        price of a packed copy of the weights (~500 MB for the 124M model) and a longer first call (~1.5 min
+        for the 124M model on 2 cores); changing the weights afterwards is detected and the step is rebuilt.
         """
         B, P = input_ids.shape
         n_positions = self.config.n_positions
@@ -312,7 +311,8 @@ class GPT2LMHeadModel(nn.Module):
             B, S = new_tokens.size(0), cache.length + 1
             mask = (torch.ones(B, S, dtype=torch.bool, device=new_tokens.device) if cache.mask is None
                     else cache.mask[:, :S].contiguous()).view(B, 1, 1, S)  # padded or not: the same graph
-            torch._dynamo.mark_dynamic(mask, 3)  # S is symbolic: one graph serves every step
+            if B != 1:  # torch.compile'd: S is symbolic, one graph serves every step
+                torch._dynamo.mark_dynamic(mask, 3)
             step = _compiled_decode_step(self, B, check_weights=not cache.weights_checked)
             cache.weights_checked = True  # once per generate() call: the check costs ~1 µs per parameter
             # inputs made contiguous: a graph is specialised to strides too
@@ -407,16 +407,16 @@ def _weights_stamp(model: nn.Module) -> tuple:
 
 
 def _compiled_decode_step(model: GPT2LMHeadModel, batch: int, check_weights: bool = True):
-    """`model._decode_step` through `torch.compile`, kept on the model (lengths are symbolic: one compile serves
-    every prompt and output length). `cpp_wrapper` calls the step's kernels from C++ instead of a Python wrapper.
+    """`model._decode_step`, compiled once and kept on the model (lengths are symbolic: one build serves every
+    prompt and output length).
 
-    At batch 1 the step is compiled with its weights frozen (`layers.linear.compile_frozen`): every product is
-    then a matrix-vector kernel on a weight packed once, which streams it at the memory's speed (inductor's own
-    multiply-reduce kernels and the BLAS libraries' reach 50-85% of that here). Frozen weights are constants:
-    the step is rebuilt when any parameter has changed since (`_weights_stamp`, looked at when `check_weights`:
-    once per generate() call, not per token), and it is compiled from a private copy of the function's code,
-    because dynamo keeps compiled code per code object and must never hand one model (or an outdated build)
-    another's frozen weights.
+    At batch 1 the step is compiled ahead of time with its weights frozen (`layers.linear.export_frozen`):
+    every product is then a matrix-vector kernel on a weight packed once, which streams it at the memory's
+    speed (inductor's own multiply-reduce kernels and the BLAS libraries' reach 50-85% of that here), and the
+    step is one call into a shared library, without torch.compile's per-call guards and wrapper. Frozen weights
+    are copies: the step is rebuilt when any parameter has changed since (`_weights_stamp`, looked at when
+    `check_weights`: once per generate() call, not per token). Other batch sizes go through `torch.compile`
+    with `cpp_wrapper` (the step's kernels called from C++ instead of a Python wrapper), reading the weights.
     """
     steps = model.__dict__.setdefault("_compiled_step", {})
     if batch != 1:
@@ -426,11 +426,46 @@ def _compiled_decode_step(model: GPT2LMHeadModel, batch: int, check_weights: boo
         return steps["any"]
     stamp = _weights_stamp(model) if check_weights or "frozen" not in steps else steps["frozen_stamp"]
     if steps.get("frozen_stamp") != stamp:
-        fn = GPT2LMHeadModel._decode_step
-        private = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__,
-                                     fn.__closure__)
-        steps["frozen"], steps["frozen_stamp"] = compile_frozen(types.MethodType(private, model)), stamp
+        steps.pop("frozen", None)  # the old build's library and weights go before the new one is made
+        step = _export_decode_step(model)
+        steps = model.__dict__.setdefault("_compiled_step", {})  # export may have replaced the model's dict
+        steps["frozen"], steps["frozen_stamp"] = step, stamp
     return steps["frozen"]
+
+
+class _DecodeStep(nn.Module):
+    """`_decode_step` at batch 1 as a module, for `torch.export`: the layers' key and value buffers come as two
+    lists of tensors (written in place at slot `past`)."""
+
+    def __init__(self, model: GPT2LMHeadModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, new_tokens: Tensor, position_ids: Tensor, past: Tensor, attn_mask: Tensor,
+                keys: list[Tensor], values: list[Tensor]) -> Tensor:
+        return self.model._decode_step(new_tokens, position_ids, past, attn_mask, list(zip(keys, values)), False)
+
+
+def _export_decode_step(model: GPT2LMHeadModel):
+    """The batch-1 step through `export_frozen`, called like `_decode_step`. Dynamic: the number of slots
+    attended `S` (the mask's last dimension) and the buffers' length; everything else is fixed by the config."""
+    cfg, w = model.config, model.lm_head.weight
+    nh, hs, n = cfg.n_head, cfg.n_embd // cfg.n_head, cfg.n_positions
+    tokens = torch.zeros(1, 1, dtype=torch.long, device=w.device)
+    position = torch.full((1,), 2, dtype=torch.long, device=w.device)  # examples: slot 2 of 4, S = 3
+    mask = torch.ones(1, 1, 1, 3, dtype=torch.bool, device=w.device)
+    keys, values = ([torch.zeros(1, nh, 4, hs, dtype=w.dtype, device=w.device) for _ in range(cfg.n_layer)]
+                    for _ in range(2))
+    S, max_len = torch.export.Dim("S", min=2, max=n), torch.export.Dim("max_len", min=2, max=n)
+    dynamic = (None, None, None, {3: S}, [{2: max_len}] * cfg.n_layer, [{2: max_len}] * cfg.n_layer)
+    runner = export_frozen(_DecodeStep(model).eval(), (tokens, position, position, mask, keys, values),
+                           dynamic)
+
+    def step(new_tokens: Tensor, position_ids: Tensor, past: Tensor, attn_mask: Tensor,
+             layers: list[tuple[Tensor, Tensor]], packed: bool) -> Tensor:
+        return runner(new_tokens, position_ids, past, attn_mask, [k for k, _ in layers], [v for _, v in layers])
+
+    return step
 
 
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
