@@ -149,3 +149,50 @@ def test_backend_can_be_forced_and_a_bad_name_is_one_line(monkeypatch):
     from pytorch_in_action.errors import PiaError
     with torch.no_grad(), pytest.raises(PiaError, match="PIA_LINEAR_BACKEND='cublas': choose one of plain"):
         lin(x), lin(x)
+
+
+def test_export_frozen_runs_the_forward_called_or_flat_and_checks_inputs():
+    """The library built ahead of time computes the module's forward, through pytree or on a flat list, writes
+    an input it updates in place, and refuses an input whose fixed size differs from the example's."""
+
+    class AddInto(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(8, 4)
+
+        def forward(self, x: torch.Tensor, acc: list[torch.Tensor]) -> torch.Tensor:
+            y = self.proj(x)
+            acc[0].add_(y)  # in place, like the KV cache of a decoding step
+            return y.relu()
+
+    torch.manual_seed(0)
+    module = AddInto().eval()
+    x, acc = torch.randn(1, 8), torch.zeros(1, 4)
+    program = L.export_frozen(module, (x, [acc]))
+    with torch.inference_mode():
+        expected = module.proj(x)
+        assert_close(program(x, [acc]), expected.relu())
+        assert_close(acc, expected)
+        (out,) = program.run([x, acc])
+        assert_close(out, expected.relu())
+        assert_close(acc, 2 * expected)
+        with pytest.raises(ValueError, match=r"input 0 has shape \(1, 9\): dimension 1 must be 8"):
+            program(torch.randn(1, 9), [acc])
+        with pytest.raises(ValueError, match="expected 2 input tensors, got 1"):
+            program(x, [])
+
+
+def test_export_frozen_checks_dynamic_sizes_against_their_range_and_each_other():
+    class Add(torch.nn.Module):
+        def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return a + b
+
+    n = torch.export.Dim("n", min=2, max=6)
+    program = L.export_frozen(Add(), (torch.ones(3), torch.ones(3)), ({0: n}, {0: n}))
+    assert_close(program(torch.ones(5), torch.ones(5)), torch.full((5,), 2.0))
+    with pytest.raises(ValueError, match=r"dimension 0 must be in \[2, 6\]"):
+        program(torch.ones(7), torch.ones(7))
+    with pytest.raises(ValueError, match="dimension 0 must be 4, as in the inputs sharing its size"):
+        program(torch.ones(4), torch.ones(5))
+    with pytest.raises(ValueError, match="input 1: expected a torch.float32 cpu 1-d tensor, got torch.int64"):
+        program(torch.ones(4), torch.ones(4, dtype=torch.long))

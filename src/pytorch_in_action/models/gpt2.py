@@ -462,7 +462,9 @@ def _export_decode_step(model: GPT2LMHeadModel):
 
     def step(new_tokens: Tensor, position_ids: Tensor, past: Tensor, attn_mask: Tensor,
              layers: list[tuple[Tensor, Tensor]], packed: bool) -> Tensor:
-        return runner(new_tokens, position_ids, past, attn_mask, [k for k, _ in layers], [v for _, v in layers])
+        # flat, in `_DecodeStep.forward`'s order: no pytree on every token
+        return runner.run([new_tokens, position_ids, past, attn_mask, *(k for k, _ in layers),
+                           *(v for _, v in layers)])[0]
 
     return step
 
