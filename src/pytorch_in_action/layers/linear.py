@@ -133,10 +133,13 @@ class FrozenProgram:
     def __init__(self, compiled: Callable, specs: list[tuple[torch.dtype, torch.device, tuple]]) -> None:
         self.compiled = compiled  # torch's AOTICompiledModel
         self.specs = specs  # per flat input: dtype, device, dims (an int, or (symbol, low, high) when dynamic)
+        # the outputs' structure, parsed once (torch's own call parses it again on every call)
+        self.out_spec = torch.utils._pytree.treespec_loads(compiled.loader.get_call_spec()[1])
 
     def __call__(self, *args: object) -> object:
-        self.check([a for a in torch.utils._pytree.tree_leaves(args) if isinstance(a, Tensor)])
-        return self.compiled(*args)
+        tensors = [a for a in torch.utils._pytree.tree_leaves(args) if isinstance(a, Tensor)]
+        self.check(tensors)
+        return torch.utils._pytree.tree_unflatten(self.run(tensors), self.out_spec)
 
     def run(self, tensors: list[Tensor]) -> list[Tensor]:
         """The forward on its arguments' tensors in pytree order (the arguments in order, lists flattened in
@@ -179,7 +182,8 @@ def _input_specs(program: torch.export.ExportedProgram) -> list[tuple[torch.dtyp
                 dims.append(size)
             else:
                 r = ranges.get(size.node.expr)  # None for a size derived from others: equality checked only
-                low, high = (0, 2**62) if r is None else (int(r.lower), int(r.upper) if r.upper.is_finite else 2**62)
+                low = 0 if r is None else int(r.lower)
+                high = int(r.upper) if r is not None and r.upper.is_finite else 2**62
                 dims.append((str(size.node.expr), low, high))
         specs.append((v.dtype, v.device, tuple(dims)))
     return specs
