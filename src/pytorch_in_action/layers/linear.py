@@ -93,7 +93,11 @@ def pack(backend: str, weight: Tensor, rows: int) -> Tensor | None:
     return None
 
 
-FROZEN_INDUCTOR_CONFIGS = {"freezing": True, "max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN"}
+FROZEN_INDUCTOR_CONFIGS = {
+    "freezing": True, "max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN",
+    # quiet: autotuning otherwise writes a table of timings per matrix shape to stderr
+    "autotune_num_choices_displayed": 0, "max_autotune_report_choices_stats": False,
+}
 
 
 def export_frozen(module: nn.Module, example_args: tuple, dynamic_shapes: object = None) -> FrozenProgram:
