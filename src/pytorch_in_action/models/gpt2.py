@@ -311,7 +311,8 @@ class GPT2LMHeadModel(nn.Module):
             B, S = new_tokens.size(0), cache.length + 1
             mask = (torch.ones(B, S, dtype=torch.bool, device=new_tokens.device) if cache.mask is None
                     else cache.mask[:, :S].contiguous()).view(B, 1, 1, S)  # padded or not: the same graph
-            torch._dynamo.mark_dynamic(mask, 3)  # torch.compile'd (B > 1): S is symbolic, one graph for every step
+            if B > 1:  # torch.compile'd: S is symbolic, one graph for every step (batch 1's export is dynamic in S)
+                torch._dynamo.mark_dynamic(mask, 3)
             step = _compiled_decode_step(self, B, check_weights=not cache.weights_checked)
             cache.weights_checked = True  # once per generate() call: the check costs ~1 µs per parameter
             # inputs made contiguous: a graph is specialised to strides too
