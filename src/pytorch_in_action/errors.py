@@ -1,5 +1,22 @@
-"""One exception type for bad user input: the CLI turns it into one line and a non-zero exit."""
+"""One exception type for bad user input: the CLI turns it into one line and a non-zero exit; and the one-line
+reason a file that does not load gives."""
+
+import pickle
 
 
 class PiaError(Exception):
     """A problem with the user's input (paths, data, config, checkpoints). The message is one line."""
+
+
+def torch_load_failure(err: Exception) -> str:
+    """Why `torch.load` failed, in one line: the weights-only unpickler's own reason rather than its advice."""
+    text = str(err).strip()
+    if isinstance(err, EOFError):
+        return "the file is empty or cut short"
+    if isinstance(err, pickle.UnpicklingError) and "WeightsUnpickler error:" in text:
+        reason = text.split("WeightsUnpickler error:", 1)[1].strip().split(". ")[0].splitlines()[0].strip()
+        return f"refused by the weights-only loader ({reason.rstrip('.')})"
+    if isinstance(err, (pickle.UnpicklingError, RuntimeError)):
+        return text.splitlines()[0].split(". ")[0] if text else type(err).__name__
+    # the unpickler tripped over bytes that are no pickle at all
+    return f"not a file written by torch.save ({type(err).__name__}: {text.splitlines()[0] if text else '?'})"

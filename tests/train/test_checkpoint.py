@@ -1,3 +1,4 @@
+import io
 import random
 
 import numpy as np
@@ -50,6 +51,27 @@ def test_weights_only_refuses_arbitrary_objects(tmp_path):
         load_checkpoint(tmp_path / "evil.pt")
     with pytest.raises(PiaError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def _truncated_checkpoint() -> bytes:
+    buf = io.BytesIO()
+    torch.save({"w": torch.zeros(1000)}, buf)
+    return buf.getvalue()[:2000]
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    (b"garbage", r"refused by the weights-only loader \(Unsupported operand"),
+    (b"root:x:0:0:root:/root:/bin/bash\n", r"not a file written by torch.save \(IndexError"),
+    (b"", "the file is empty or cut short"),
+    (_truncated_checkpoint(), "PytorchStreamReader failed reading zip archive: failed finding central directory$"),
+])
+def test_a_file_that_is_no_checkpoint_is_one_clear_error(tmp_path, content, reason):
+    """Whatever the loader trips on (a bad opcode, an empty stack, no data, a cut-off archive) comes out as one
+    line that says why."""
+    (tmp_path / "junk.pt").write_bytes(content)
+    with pytest.raises(PiaError, match=r"cannot read checkpoint .*junk\.pt: " + reason) as caught:
+        load_checkpoint(tmp_path / "junk.pt")
+    assert "\n" not in str(caught.value)
 
 
 def test_export_safetensors(tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from pytorch_in_action.errors import PiaError
+from pytorch_in_action.errors import PiaError, torch_load_failure
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -50,7 +50,8 @@ def load_hf_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 return load_file(str(file), device="cpu")
             return torch.load(file, map_location="cpu", weights_only=True)
         except Exception as err:  # corrupt or foreign file: one clear line
-            raise PiaError(f"cannot read weights from {file}: {err}") from None
+            reason = torch_load_failure(err) if name.endswith(".bin") else (str(err).strip() or repr(err)).splitlines()[0]
+            raise PiaError(f"cannot read weights from {file}: {reason}") from None
     raise PiaError(f"no {' or '.join(WEIGHT_FILES)} in {path}")
 
 

@@ -8,7 +8,6 @@ checkpoint intact. Loading never unpickles arbitrary objects (`weights_only=True
 from __future__ import annotations
 
 import os
-import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pytorch_in_action.errors import PiaError
+from pytorch_in_action.errors import PiaError, torch_load_failure
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -69,9 +68,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise PiaError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise PiaError(f"cannot read checkpoint {path}: {first}") from None
+    except Exception as err:  # not a torch file, truncated, or refused by the weights-only unpickler
+        raise PiaError(f"cannot read checkpoint {path}: {torch_load_failure(err)}") from None
     if not isinstance(state, dict):
         raise PiaError(f"{path} is not a training checkpoint (expected a dict)")
     return state
