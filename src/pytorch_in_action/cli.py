@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     except PiaError as err:
         print(f"pia {task}: error: {err}", file=sys.stderr)
         return 2
+    except SystemExit as done:  # argparse: --help (0) or a bad flag (2, its one line already printed)
+        if done.code is None or isinstance(done.code, int):
+            return done.code or 0
+        raise
     except KeyboardInterrupt:
         print(f"pia {task}: interrupted", file=sys.stderr)
         return 130

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,33 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class _Bounded:
+    """An argparse `type` for a number with a lower bound (and an upper one for fractions): a bad value is
+    refused when the flags are parsed, with the flag's name, instead of failing deep inside a run."""
+
+    def __init__(self, kind: type, low: float, high: float | None, low_open: bool, what: str) -> None:
+        self.kind, self.low, self.high, self.low_open, self.__name__ = kind, low, high, low_open, what
+
+    def __call__(self, value: object) -> int | float:
+        try:
+            if isinstance(value, bool) or (self.kind is int and isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            number = self.kind(value)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected {self.__name__}, got {value!r}") from None
+        below = number <= self.low if self.low_open else number < self.low
+        if below or (self.high is not None and number > self.high) or not math.isfinite(number):
+            raise argparse.ArgumentTypeError(f"expected {self.__name__}, got {value!r}")
+        return number
+
+
+positive_int = _Bounded(int, 1, None, False, "an integer >= 1")
+non_negative_int = _Bounded(int, 0, None, False, "an integer >= 0")
+positive_float = _Bounded(float, 0.0, None, True, "a number > 0")
+non_negative_float = _Bounded(float, 0.0, None, False, "a number >= 0")
+fraction = _Bounded(float, 0.0, 1.0, False, "a number from 0 to 1")
+
+
 def _load_yaml(path: str) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
@@ -38,8 +66,18 @@ def _load_yaml(path: str) -> dict[str, Any]:
     return data
 
 
+def _one_line_error(parser: argparse.ArgumentParser) -> None:
+    """A bad flag ends in one line on stderr and exit code 2, like every other bad input (not the usage block)."""
+
+    def error(message: str) -> None:
+        parser.exit(2, f"{parser.prog}: error: {message} (see --help)\n")
+
+    parser.error = error  # type: ignore[method-assign]
+
+
 def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """Parse `argv` with `parser`, taking defaults from `--config FILE` when given."""
+    _one_line_error(parser)
     if not any(a.dest == "config" for a in parser._actions):
         parser.add_argument("--config", metavar="YAML", help="YAML file of option: value (flags override it)")
     pre, _ = parser.parse_known_args(argv)
@@ -55,7 +93,16 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
                 raise PiaError(f"unknown config key {key!r} in {pre.config}{hint}")
             defaults[dest] = value
         parser.set_defaults(**defaults)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if getattr(pre, "config", None):  # argparse converts string defaults only: check the file's numbers too
+        for action in parser._actions:
+            value = getattr(args, action.dest, None)
+            if isinstance(action.type, _Bounded) and value is not None:
+                try:
+                    setattr(args, action.dest, action.type(value))
+                except argparse.ArgumentTypeError as err:
+                    raise PiaError(f"{action.option_strings[-1]} in {pre.config}: {err}") from None
+    return args
 
 
 def to_yaml(args: argparse.Namespace) -> str:

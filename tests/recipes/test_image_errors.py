@@ -86,6 +86,27 @@ def test_config_typo(tmp_path, capsys):
     assert "lr: 0.05" in (tmp_path / "o" / "config.yaml").read_text()
 
 
+def test_an_image_size_the_model_cannot_take_stops_before_writing(tmp_path, capsys):
+    root = write_tree(tmp_path / "d")
+    out = tmp_path / "o"
+    _fails(capsys, ["image", "train", "--data", str(root), "--out", str(out), *FAST, "--image-size", "2"],
+           "--arch small_cnn cannot take 2px images (--image-size)")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("flag", "value", "expected"), [
+    ("--epochs", "0", "an integer >= 1"), ("--batch-size", "-4", "an integer >= 1"), ("--lr", "0", "a number > 0"),
+    ("--label-smoothing", "1.5", "a number from 0 to 1"), ("--workers", "-1", "an integer >= 0"),
+])
+def test_numbers_out_of_range_are_refused_by_name(tmp_path, capsys, flag, value, expected):
+    out = tmp_path / "o"
+    assert cli(["image", "train", "--out", str(out), *FAST, flag, value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [f"pia image train: error: argument {flag}: expected {expected}, got {value!r} "
+                                "(see --help)"]
+    assert not out.exists()
+
+
 def test_real_process_exit_code_and_single_line(tmp_path):
     res = pia("image", "train", "--data", str(tmp_path / "missing"))
     assert res.returncode == 2

@@ -183,6 +183,8 @@ def test_bad_inputs(tmp_path, capsys, pia_cache):
     cols = tmp_path / "d.jsonl"
     cols.write_text(json.dumps({"source": "Hi.", "target": "嗨。"}) + "\n", encoding="utf-8")
     _fails(capsys, ["translate", "train", "--hf", str(cols), "--out", str(out)], "expected columns 'en' and 'zh'")
+    _fails(capsys, ["translate", "train", "--d-model", "130", "--n-head", "4", "--out", str(out)],
+           "--d-model 130 is not divisible by --n-head 4")
     assert not out.exists()  # nothing half-written
     _fails(capsys, ["translate", "translate", "--checkpoint", str(tmp_path / "none.pt"), "Hi."], "not found")
     junk = tmp_path / "junk.pt"

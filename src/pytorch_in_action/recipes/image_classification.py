@@ -20,7 +20,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from pytorch_in_action.config import HelpFormatter, parse_args, to_yaml
+from pytorch_in_action.config import (
+    HelpFormatter,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    parse_args,
+    positive_float,
+    positive_int,
+    to_yaml,
+)
 from pytorch_in_action.data.digits import materialize_digits
 from pytorch_in_action.data.imagefolder import BadImageError, check_layout, first_image_size, image_folder
 from pytorch_in_action.data.seeded import SeededTransform
@@ -47,19 +56,19 @@ def build_parser(action: str) -> argparse.ArgumentParser:
     data = p.add_argument_group("data")
     data.add_argument("--data", type=Path, help="ImageNet-layout folder with train/ and val/ (default: bundled digits)")
     data.add_argument("--synthetic", action="store_true", help="random images, for throughput measurements")
-    data.add_argument("--image-size", type=int, help="model input size (default: the dataset's, or 224 when larger)")
-    data.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="data-loading processes per rank")
+    data.add_argument("--image-size", type=positive_int, help="model input size (default: the dataset's, or 224 when larger)")
+    data.add_argument("--workers", type=non_negative_int, default=DEFAULT_WORKERS, help="data-loading processes per rank")
     data.add_argument("--skip-bad-images", action="store_true", help="scan and skip unreadable images (else: stop)")
     data.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
                       help="random horizontal flip (default: on for images > 64 px)")
     model = p.add_argument_group("model")
     model.add_argument("--arch", default="small_cnn", help="small_cnn or any torchvision classification model")
     model.add_argument("--pretrained", action="store_true", help="torchvision weights from your torch hub cache")
-    model.add_argument("--dropout", type=float, help="dropout before the classifier (default: the model's)")
+    model.add_argument("--dropout", type=fraction, help="dropout before the classifier (default: the model's)")
     model.add_argument("--channels-last", action="store_true", help="channels_last memory format (faster with bf16)")
     model.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across ranks")
     run = p.add_argument_group("run")
-    run.add_argument("--batch-size", type=int, default=64, help="per process")
+    run.add_argument("--batch-size", type=positive_int, default=64, help="per process")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when present")
     run.add_argument("--amp", default="off", choices=AMP_CHOICES,
                      help="autocast dtype (bf16 on CPU or GPU; fp16 + GradScaler on CUDA; auto: bf16 on CPUs where "
@@ -68,24 +77,24 @@ def build_parser(action: str) -> argparse.ArgumentParser:
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm bars")
     if action == "train":
         opt = p.add_argument_group("optimisation")
-        opt.add_argument("--epochs", type=int, default=10, help="total epochs (also when resuming)")
+        opt.add_argument("--epochs", type=positive_int, default=10, help="total epochs (also when resuming)")
         opt.add_argument("--opt", default="sgd", choices=["sgd", "adamw"], help="optimizer")
-        opt.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
-        opt.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+        opt.add_argument("--lr", type=positive_float, default=0.1, help="peak learning rate")
+        opt.add_argument("--momentum", type=non_negative_float, default=0.9, help="SGD momentum")
         opt.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=True, help="Nesterov momentum")
-        opt.add_argument("--weight-decay", type=float, default=5e-4, help="not applied to biases and norms")
+        opt.add_argument("--weight-decay", type=non_negative_float, default=5e-4, help="not applied to biases and norms")
         opt.add_argument("--sched", default="warmup_cosine", choices=SCHEDULES, help="stepped once per optimizer step")
-        opt.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warmup length")
-        opt.add_argument("--step-epochs", type=float, default=30.0, help="decay interval of --sched step")
-        opt.add_argument("--gamma", type=float, default=0.1, help="decay factor of --sched step")
-        opt.add_argument("--label-smoothing", type=float, default=0.0, help="cross-entropy label smoothing")
-        opt.add_argument("--grad-clip", type=float, default=0.0, help="max gradient norm (0: off)")
-        opt.add_argument("--accum-steps", type=int, default=1, help="micro-batches per optimizer step")
+        opt.add_argument("--warmup-epochs", type=non_negative_float, default=1.0, help="linear warmup length")
+        opt.add_argument("--step-epochs", type=positive_float, default=30.0, help="decay interval of --sched step")
+        opt.add_argument("--gamma", type=positive_float, default=0.1, help="decay factor of --sched step")
+        opt.add_argument("--label-smoothing", type=fraction, default=0.0, help="cross-entropy label smoothing")
+        opt.add_argument("--grad-clip", type=non_negative_float, default=0.0, help="max gradient norm (0: off)")
+        opt.add_argument("--accum-steps", type=positive_int, default=1, help="micro-batches per optimizer step")
         out = p.add_argument_group("output")
         out.add_argument("--out", type=Path, help="run folder (default: runs/image/<timestamp>)")
         out.add_argument("--resume", nargs="?", const="latest", default=None,
                          help="continue from <out>/checkpoints/latest.pt (or the given checkpoint)")
-        out.add_argument("--ckpt-every-steps", type=int, default=0, help="also checkpoint every N steps")
+        out.add_argument("--ckpt-every-steps", type=non_negative_int, default=0, help="also checkpoint every N steps")
         out.add_argument("--engine", default="native", choices=["native", "lightning"],
                          help="the project's engine, or PyTorch Lightning (checkpoints/last.ckpt)")
     else:
@@ -153,6 +162,20 @@ def _resolve_out(args: argparse.Namespace, dist: DistEnv) -> Path:
     return args.out
 
 
+def _check_input_size(model: torch.nn.Module, size: int, arch: str) -> None:
+    """One blank image through the model before anything is written: an image size the architecture cannot
+    take (too small for its downsampling, or not the size it was built for) is a clear error, not a crash."""
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, size, size))
+    except (RuntimeError, ValueError, AssertionError) as err:
+        reason = (str(err).strip() or type(err).__name__).splitlines()[0]
+        raise PiaError(f"--arch {arch} cannot take {size}px images (--image-size): {reason}") from None
+    finally:
+        model.train(was_training)
+
+
 def _prepare(args: argparse.Namespace, dist: DistEnv):
     """Data, loaders and model shared by train and evaluate."""
     _seed_everything(args.seed)
@@ -161,6 +184,7 @@ def _prepare(args: argparse.Namespace, dist: DistEnv):
                                       world_size=dist.world_size, drop_last=False, even_shards=False)
     val_loader = _loader(val_ds, val_sampler, args.workers, dist.device)
     model = build_model(args.arch, len(classes), pretrained=args.pretrained, dropout=args.dropout)
+    _check_input_size(model, size, args.arch)
     torch.manual_seed(args.seed + dist.rank)  # same initial weights everywhere, independent dropout per rank
     if getattr(args, "sync_bn", False) and dist.is_distributed:
         if dist.device.type == "cpu":

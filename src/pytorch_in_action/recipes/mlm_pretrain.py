@@ -20,7 +20,15 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from pytorch_in_action.config import parse_args, to_yaml
+from pytorch_in_action.config import (
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    parse_args,
+    positive_float,
+    positive_int,
+    to_yaml,
+)
 from pytorch_in_action.data.cache import cache_dir
 from pytorch_in_action.data.sentiment import materialize_reviews, read_labelled, split
 from pytorch_in_action.errors import PiaError
@@ -48,39 +56,39 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data", type=Path, help="text file (one text per line) or CSV/TSV/JSONL (default: bundled "
                    "reviews, training split)")
     d.add_argument("--text-column", default="review", help="column holding the text in CSV/TSV/JSONL")
-    d.add_argument("--max-texts", type=int, default=0, help="use only the first N texts (0: all)")
+    d.add_argument("--max-texts", type=non_negative_int, default=0, help="use only the first N texts (0: all)")
     d.add_argument("--seed", type=int, default=0, help="seed of the data split, the model and the masking")
     m = p.add_argument_group("model")
-    m.add_argument("--vocab-size", type=int, default=8000)
-    m.add_argument("--limit-alphabet", type=int, default=6000, help="characters kept before merges: raised "
+    m.add_argument("--vocab-size", type=positive_int, default=8000)
+    m.add_argument("--limit-alphabet", type=positive_int, default=6000, help="characters kept before merges: raised "
                    "from the library default (1000) so Chinese characters are not [UNK]")
-    m.add_argument("--layers", type=int, default=4)
-    m.add_argument("--hidden", type=int, default=256, help="d_model; the feed-forward width is 4x")
-    m.add_argument("--heads", type=int, default=4)
-    m.add_argument("--max-length", type=int, default=128, help="tokens per sequence, [CLS]/[SEP] included")
+    m.add_argument("--layers", type=positive_int, default=4)
+    m.add_argument("--hidden", type=positive_int, default=256, help="d_model; the feed-forward width is 4x")
+    m.add_argument("--heads", type=positive_int, default=4)
+    m.add_argument("--max-length", type=positive_int, default=128, help="tokens per sequence, [CLS]/[SEP] included")
     t = p.add_argument_group("training")
-    t.add_argument("--steps", type=int, default=2000, help="optimizer steps")
-    t.add_argument("--minutes", type=float, default=None, help="stop earlier when this time budget is spent")
-    t.add_argument("--batch-size", type=int, default=64, help="per process")
-    t.add_argument("--lr", type=float, default=5e-4)
-    t.add_argument("--weight-decay", type=float, default=0.01)
-    t.add_argument("--warmup-steps", type=int, default=100)
-    t.add_argument("--mlm-probability", type=float, default=0.15)
+    t.add_argument("--steps", type=positive_int, default=2000, help="optimizer steps")
+    t.add_argument("--minutes", type=positive_float, default=None, help="stop earlier when this time budget is spent")
+    t.add_argument("--batch-size", type=positive_int, default=64, help="per process")
+    t.add_argument("--lr", type=positive_float, default=5e-4)
+    t.add_argument("--weight-decay", type=non_negative_float, default=0.01)
+    t.add_argument("--warmup-steps", type=non_negative_int, default=100)
+    t.add_argument("--mlm-probability", type=fraction, default=0.15)
     t.add_argument("--wwm", action="store_true", help="whole-word masking: mask jieba words as a unit")
     t.add_argument("--pack", action="store_true",
                    help="train on the texts concatenated and cut into full --max-length rows (no padding)")
     t.add_argument("--amp", default="off", choices=AMP_CHOICES,
                    help="bf16 is fast on CPUs with AMX or AVX512_BF16, slow without; auto measures and picks")
-    t.add_argument("--grad-clip", type=float, default=1.0)
-    t.add_argument("--eval-every-steps", type=int, default=0, help="0: only at the end")
-    t.add_argument("--eval-texts", type=int, default=500, help="validation texts used for the MLM loss")
+    t.add_argument("--grad-clip", type=non_negative_float, default=1.0)
+    t.add_argument("--eval-every-steps", type=non_negative_int, default=0, help="0: only at the end")
+    t.add_argument("--eval-texts", type=positive_int, default=500, help="validation texts used for the MLM loss")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, help=f"model + run folder (default: {default_out()})")
     o.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/latest.pt")
-    o.add_argument("--ckpt-every-steps", type=int, default=500)
-    o.add_argument("--snapshot-every-steps", type=int, default=0,
+    o.add_argument("--ckpt-every-steps", type=non_negative_int, default=500)
+    o.add_argument("--snapshot-every-steps", type=non_negative_int, default=0,
                    help="also save a Hugging Face folder every N steps in <out>/snapshots/step-N, with the minutes "
                         "of pretraining so far (to fine-tune at several pretraining budgets from one run)")
     return p

@@ -20,7 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from pytorch_in_action.config import parse_args, to_yaml
+from pytorch_in_action.config import (
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    parse_args,
+    positive_float,
+    positive_int,
+    to_yaml,
+)
 from pytorch_in_action.data.sentiment import Labelled, materialize_reviews, read_labelled, split
 from pytorch_in_action.data.translation_batching import BucketBatchSampler
 from pytorch_in_action.errors import PiaError
@@ -43,8 +51,8 @@ def build_parser(action: str) -> argparse.ArgumentParser:
     p.add_argument("--model", default=None if action != "train" else str(default_out()),
                    required=action != "train", help=help_model if action != "train" else
                    "Hugging Face model folder or hub name (default: the `pia mlm pretrain` output)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--max-length", type=positive_int, default=128)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--amp", default="off", choices=AMP_CHOICES)
     if action == "predict":
@@ -60,22 +68,22 @@ def build_parser(action: str) -> argparse.ArgumentParser:
                        help="part of --data to score (default: test for the bundled data, all for yours)")
         return p
     p.add_argument("--valid-data", type=Path, help="validation file (default: a seeded 10%% split of --data)")
-    p.add_argument("--max-train", type=int, default=0, help="use only N training rows (0: all)")
+    p.add_argument("--max-train", type=non_negative_int, default=0, help="use only N training rows (0: all)")
     p.add_argument("--init", default="pretrained", choices=["pretrained", "scratch"])
     p.add_argument("--engine", default="native", choices=["native", "hf"])
-    p.add_argument("--max-tokens", type=int, default=0,
+    p.add_argument("--max-tokens", type=non_negative_int, default=0,
                    help="train on batches of similar-length texts holding at most N padded tokens instead of "
                         "--batch-size texts (less padding, faster when lengths vary; 0: off)")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--epochs", type=positive_int, default=3)
+    p.add_argument("--lr", type=positive_float, default=1e-4)
+    p.add_argument("--weight-decay", type=non_negative_float, default=0.01)
     p.add_argument("--sched", default="warmup_cosine", choices=SCHEDULES)
-    p.add_argument("--warmup-ratio", type=float, default=0.1)
-    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--warmup-ratio", type=fraction, default=0.1)
+    p.add_argument("--grad-clip", type=non_negative_float, default=1.0)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--out", type=Path, help="run folder (default: runs/text-cls/<timestamp>)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/latest.pt")
-    p.add_argument("--ckpt-every-steps", type=int, default=0)
+    p.add_argument("--ckpt-every-steps", type=non_negative_int, default=0)
     return p
 
 

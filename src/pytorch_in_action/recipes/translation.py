@@ -24,7 +24,15 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
-from pytorch_in_action.config import parse_args, to_yaml
+from pytorch_in_action.config import (
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    parse_args,
+    positive_float,
+    positive_int,
+    to_yaml,
+)
 from pytorch_in_action.data.translation import Pair, clean_text, load_splits, read_tsv
 from pytorch_in_action.data.translation_batching import BucketBatchSampler, PairDataset, collate, pad
 from pytorch_in_action.data.translation_tokenizer import EOS_ID, PAD_ID, build_tokenizers, decode
@@ -53,9 +61,9 @@ def build_parser(action: str) -> argparse.ArgumentParser:
     run.add_argument("--amp", default="auto", choices=AMP_CHOICES,
                      help="autocast dtype; auto: bf16 on CPUs where it is measured faster (AMX, AVX512_BF16) and on GPUs "
                           "that support it, fp16 on older GPUs, off otherwise")
-    run.add_argument("--beam", type=int, default=4, help="beam size for beam search (1: greedy only)")
+    run.add_argument("--beam", type=positive_int, default=4, help="beam size for beam search (1: greedy only)")
     run.add_argument("--length-penalty", type=float, default=1.0, help="beam score = log p / length**penalty")
-    run.add_argument("--decode-batch", type=int, default=64, help="sentences decoded together")
+    run.add_argument("--decode-batch", type=positive_int, default=64, help="sentences decoded together")
     if action == "translate":
         p.add_argument("--checkpoint", type=Path, required=True, help="RUN/checkpoints/best.pt")
         p.add_argument("sentences", nargs="*", help="English sentences (default: one per line on stdin)")
@@ -64,44 +72,44 @@ def build_parser(action: str) -> argparse.ArgumentParser:
     if action == "evaluate":
         p.add_argument("--checkpoint", type=Path, required=True, help="RUN/checkpoints/best.pt")
         data.add_argument("--data", type=Path, help="English<TAB>Chinese file (default: the run's test split)")
-        data.add_argument("--max-sentences", type=int, default=0, help="evaluate the first N only (0: all)")
+        data.add_argument("--max-sentences", type=non_negative_int, default=0, help="evaluate the first N only (0: all)")
         return p
     data.add_argument("--data", help="English<TAB>Chinese file, or a folder of train/valid/test .tsv "
                       "(default: the bundled synthetic corpus)")
     data.add_argument("--hf", help="local Hugging Face dataset (save_to_disk folder or json/csv/parquet) "
                       "with 'en' and 'zh' columns")
-    data.add_argument("--n-pairs", type=int, default=40_000, help="size of the bundled synthetic corpus")
-    data.add_argument("--max-chars", type=int, default=200, help="drop pairs with a longer side")
-    data.add_argument("--max-len", type=int, default=128, help="tokens per side after truncation")
-    data.add_argument("--vocab-size", type=int, default=4000)
+    data.add_argument("--n-pairs", type=positive_int, default=40_000, help="size of the bundled synthetic corpus")
+    data.add_argument("--max-chars", type=positive_int, default=200, help="drop pairs with a longer side")
+    data.add_argument("--max-len", type=positive_int, default=128, help="tokens per side after truncation")
+    data.add_argument("--vocab-size", type=positive_int, default=4000)
     data.add_argument("--shared-vocab", action=argparse.BooleanOptionalAction, default=True,
                       help="one tokenizer for both languages (needed for --share-embeddings)")
-    data.add_argument("--max-tokens", type=int, default=2048, help="padded tokens per batch (length bucketing)")
+    data.add_argument("--max-tokens", type=positive_int, default=2048, help="padded tokens per batch (length bucketing)")
     model = p.add_argument_group("model")
-    model.add_argument("--d-model", type=int, default=128)
-    model.add_argument("--n-head", type=int, default=4)
-    model.add_argument("--layers", type=int, default=2, help="encoder and decoder layers each")
-    model.add_argument("--dim-feedforward", type=int, default=512)
-    model.add_argument("--dropout", type=float, default=0.1)
+    model.add_argument("--d-model", type=positive_int, default=128)
+    model.add_argument("--n-head", type=positive_int, default=4)
+    model.add_argument("--layers", type=positive_int, default=2, help="encoder and decoder layers each")
+    model.add_argument("--dim-feedforward", type=positive_int, default=512)
+    model.add_argument("--dropout", type=fraction, default=0.1)
     model.add_argument("--norm-first", action=argparse.BooleanOptionalAction, default=True, help="pre-LN")
     model.add_argument("--share-embeddings", action=argparse.BooleanOptionalAction, default=True,
                        help="tie source and target embeddings (with --shared-vocab)")
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=int, default=2)
-    opt.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW)")
-    opt.add_argument("--weight-decay", type=float, default=0.01)
+    opt.add_argument("--epochs", type=positive_int, default=2)
+    opt.add_argument("--lr", type=positive_float, default=2e-3, help="peak learning rate (AdamW)")
+    opt.add_argument("--weight-decay", type=non_negative_float, default=0.01)
     opt.add_argument("--sched", default="inverse_sqrt", choices=["inverse_sqrt", "warmup_cosine", "constant"])
-    opt.add_argument("--warmup-steps", type=int, default=100)
-    opt.add_argument("--label-smoothing", type=float, default=0.1)
-    opt.add_argument("--grad-clip", type=float, default=1.0)
+    opt.add_argument("--warmup-steps", type=non_negative_int, default=100)
+    opt.add_argument("--label-smoothing", type=fraction, default=0.1)
+    opt.add_argument("--grad-clip", type=non_negative_float, default=1.0)
     opt.add_argument("--seed", type=int, default=0)
     out = p.add_argument_group("output")
     out.add_argument("--out", type=Path, help="run folder (default: runs/translate/<timestamp>)")
     out.add_argument("--resume", nargs="?", const="latest", default=None,
                      help="continue from <out>/checkpoints/latest.pt (or the given checkpoint)")
-    out.add_argument("--eval-every-steps", type=int, default=0, help="also evaluate every N steps")
-    out.add_argument("--ckpt-every-steps", type=int, default=0, help="also checkpoint every N steps")
-    out.add_argument("--val-bleu-sentences", type=int, default=500, help="valid sentences decoded for val_bleu")
+    out.add_argument("--eval-every-steps", type=non_negative_int, default=0, help="also evaluate every N steps")
+    out.add_argument("--ckpt-every-steps", type=non_negative_int, default=0, help="also checkpoint every N steps")
+    out.add_argument("--val-bleu-sentences", type=non_negative_int, default=500, help="valid sentences decoded for val_bleu")
     out.add_argument("--test", action=argparse.BooleanOptionalAction, default=True,
                      help="after training, report test BLEU (greedy and beam) of best.pt")
     out.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
@@ -232,6 +240,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         out = _resolve_out(args, dist)
         if args.share_embeddings and not args.shared_vocab:
             raise PiaError("--share-embeddings needs --shared-vocab (use --no-share-embeddings)")
+        if args.d_model % args.n_head:
+            raise PiaError(f"--d-model {args.d_model} is not divisible by --n-head {args.n_head}")
         splits = load_splits(args.data, args.hf, n_pairs=args.n_pairs, seed=args.seed, max_chars=args.max_chars)
         if not splits["train"]:
             raise PiaError("the training split is empty")
