@@ -50,6 +50,15 @@ def test_negative_snapshot_interval_is_one_line_error(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_missing_data_is_one_line_error_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "mlm"
+    argv = ["mlm", "pretrain", "--out", str(out), "--data", str(tmp_path / "none.txt"), "--no-progress", "--device", "cpu"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [f"pia mlm: error: data file not found: {tmp_path / 'none.txt'}"]
+    assert not out.exists()
+
+
 def test_loss_on_masked_positions_equals_hugging_face_loss():
     from transformers import BertConfig, BertForMaskedLM
 

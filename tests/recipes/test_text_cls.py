@@ -152,3 +152,5 @@ def test_bad_input_is_one_line(tiny, tmp_path, capsys):
     assert err.startswith("pia text-cls: error:") and "no column 'review'" in err and "\n" not in err
     assert cli.main(["text-cls", "predict", "--model", str(tmp_path / "nope"), "x"]) == 2
     assert "cannot load a model" in capsys.readouterr().err
+    assert cli.main(["text-cls", "predict", "--model", str(tiny / "bert"), "--input", str(tmp_path / "no.txt")]) == 2
+    assert capsys.readouterr().err.strip() == f"pia text-cls: error: input file not found: {tmp_path / 'no.txt'}"

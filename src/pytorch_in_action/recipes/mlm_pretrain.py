@@ -262,8 +262,8 @@ def pretrain(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     try:
         out = args.out or default_out()
+        train_texts, valid_texts = load_texts(args)  # bad data stops here, before the run folder exists
         run = RunDir(out, enabled=dist.is_main)
-        train_texts, valid_texts = load_texts(args)
         resume = run.latest if args.resume and (out / "checkpoints" / "latest.pt").exists() else None
         if args.resume and resume is None and dist.is_main:
             print(f"no checkpoint in {out / 'checkpoints'} yet: starting from scratch")

@@ -293,6 +293,8 @@ def _num_labels(name: str) -> int:
 def predict(args: argparse.Namespace) -> list[tuple[str, float]]:
     texts = list(args.texts)
     if not texts:
+        if args.input and not args.input.is_file():
+            raise PiaError(f"input file not found: {args.input}")
         source = args.input.read_text(encoding="utf-8") if args.input else sys.stdin.read()
         texts = [line.strip() for line in source.splitlines() if line.strip()]
     if not texts:
