@@ -1,5 +1,7 @@
 """Bad input to `pia image`: one clear line on stderr, exit code 2, no traceback, nothing half-written."""
 
+import shutil
+
 import pytest
 import torch
 from piatest import pia, write_tree
@@ -74,6 +76,19 @@ def test_checkpoint_from_another_model(tmp_path, capsys):
            "cannot read checkpoint")
     state = torch.load(out / "checkpoints" / "latest.pt", weights_only=True)
     assert state["epoch"] == 1, "a refused resume must leave the checkpoint untouched"
+
+
+def test_evaluate_reads_val_only_and_checks_the_class_names(tmp_path, capsys):
+    root, out = write_tree(tmp_path / "d"), tmp_path / "o"
+    assert cli(["image", "train", "--data", str(root), "--out", str(out), *FAST]) == 0
+    shutil.rmtree(root / "train")  # evaluation needs no training images
+    ckpt = str(out / "checkpoints" / "best.pt")
+    capsys.readouterr()
+    assert cli(["image", "evaluate", "--data", str(root), "--checkpoint", ckpt, "--workers", "0"]) == 0
+    assert "val_top1" in capsys.readouterr().out
+    (root / "val" / "b").rename(root / "val" / "c")
+    _fails(capsys, ["image", "evaluate", "--data", str(root), "--checkpoint", ckpt, "--workers", "0"],
+           "the checkpoint was trained on other classes than val/ holds: b, c")
 
 
 def test_config_typo(tmp_path, capsys):

@@ -34,14 +34,15 @@ def _image_files(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS]
 
 
-def check_layout(root: Path) -> list[str]:
-    """Validate `root/train` and `root/val`; return the class names. Raises PiaError naming the problem."""
+def check_layout(root: Path, splits: tuple[str, ...] = ("train", "val")) -> list[str]:
+    """Validate `root/<split>` for each of `splits` (train/ and val/ by default); return the class names. Raises
+    PiaError naming the problem."""
     if not root.exists():
         raise PiaError(f"data folder not found: {root}")
     if not root.is_dir():
-        raise PiaError(f"--data must be a folder with train/ and val/ inside: {root}")
+        raise PiaError(f"--data must be a folder with {' and '.join(f'{s}/' for s in splits)} inside: {root}")
     classes: dict[str, list[str]] = {}
-    for split in ("train", "val"):
+    for split in splits:
         folder = root / split
         if not folder.is_dir():
             raise PiaError(f"no {split}/ folder in {root} (expected {root}/{split}/<class>/<image>)")
@@ -52,10 +53,12 @@ def check_layout(root: Path) -> list[str]:
             if not _image_files(folder / name):
                 raise PiaError(f"class folder {folder / name} has no image files ({', '.join(IMG_EXTENSIONS[:4])}...)")
         classes[split] = names
-    if classes["train"] != classes["val"]:
-        only = sorted(set(classes["train"]) ^ set(classes["val"]))
-        raise PiaError(f"train/ and val/ have different classes in {root}: {', '.join(only[:5])}")
-    return classes["train"]
+    first, *others = (classes[s] for s in splits)
+    for split, names in zip(splits[1:], others):
+        if names != first:
+            only = sorted(set(first) ^ set(names))
+            raise PiaError(f"{splits[0]}/ and {split}/ have different classes in {root}: {', '.join(only[:5])}")
+    return first
 
 
 def image_folder(folder: Path, skip_bad: bool = False) -> ImageFolder:

@@ -108,25 +108,28 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _datasets(args: argparse.Namespace, dist: DistEnv) -> tuple[Any, Any, list[str], int]:
-    """(train, val, classes, image_size) with transforms applied per sample under seeds."""
+def _datasets(args: argparse.Namespace, dist: DistEnv, train_split: bool = True) -> tuple[Any, Any, list[str], int]:
+    """(train, val, classes, image_size) with transforms applied per sample under seeds; without `train_split`
+    (evaluation) only val/ is read and the train entry is None."""
     if args.synthetic:
         size = args.image_size or 224
         train, val = SyntheticImages(2048, size, 1000, seed=args.seed), SyntheticImages(256, size, 1000, seed=1)
-        return SeededTransform(train, None), SeededTransform(val, None), train.classes, size
+        return SeededTransform(train, None) if train_split else None, SeededTransform(val, None), val.classes, size
     if args.data is None:
         root = materialize_digits() if dist.is_main else None
         dist.barrier()
         root = root or materialize_digits()
     else:
         root = args.data
-    classes = check_layout(root)
-    train = image_folder(root / "train", skip_bad=args.skip_bad_images)
+    classes = check_layout(root, ("train", "val") if train_split else ("val",))
+    train = image_folder(root / "train", skip_bad=args.skip_bad_images) if train_split else None
     val = image_folder(root / "val", skip_bad=args.skip_bad_images)
-    w, h = first_image_size(train)
+    w, h = first_image_size(train or val)
     size = args.image_size or (max(w, h) if max(w, h) <= 64 else 224)
-    train_t = build_transforms(size, train=True, hflip=args.hflip)
     val_t = build_transforms(size, train=False)
+    if not train_split:
+        return None, SeededTransform(val, val_t), classes, size
+    train_t = build_transforms(size, train=True, hflip=args.hflip)
     return SeededTransform(train, train_t, args.seed), SeededTransform(val, val_t), classes, size
 
 
@@ -176,10 +179,10 @@ def _check_input_size(model: torch.nn.Module, size: int, arch: str) -> None:
         model.train(was_training)
 
 
-def _prepare(args: argparse.Namespace, dist: DistEnv):
-    """Data, loaders and model shared by train and evaluate."""
+def _prepare(args: argparse.Namespace, dist: DistEnv, train_split: bool = True):
+    """Data, loaders and model shared by train and evaluate (which reads val/ only)."""
     _seed_everything(args.seed)
-    train_ds, val_ds, classes, size = _datasets(args, dist)
+    train_ds, val_ds, classes, size = _datasets(args, dist, train_split)
     val_sampler = ShardedBatchSampler(len(val_ds), args.batch_size, shuffle=False, rank=dist.rank,
                                       world_size=dist.world_size, drop_last=False, even_shards=False)
     val_loader = _loader(val_ds, val_sampler, args.workers, dist.device)
@@ -253,9 +256,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
         if "arch" not in meta or "model" not in state:
             raise PiaError(f"{args.checkpoint} was not written by `pia image train`")
         args.arch, args.image_size = meta["arch"], args.image_size or extra.get("image_size")
-        _, val_loader, classes, _, model = _prepare(args, dist)
+        _, val_loader, classes, _, model = _prepare(args, dist, train_split=False)
         if len(classes) != meta["num_classes"]:
             raise PiaError(f"checkpoint has {meta['num_classes']} classes, the data has {len(classes)}")
+        trained_on = extra.get("classes")
+        if trained_on is not None and list(trained_on) != classes:
+            only = sorted(set(trained_on) ^ set(classes))
+            raise PiaError(f"the checkpoint was trained on other classes than val/ holds: {', '.join(only[:5])}")
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as err:
