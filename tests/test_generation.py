@@ -3,6 +3,7 @@ whose best sequences can be enumerated by brute force."""
 
 import itertools
 
+import pytest
 import torch
 from transformers.generation.logits_process import (
     TemperatureLogitsWarper,
@@ -38,7 +39,7 @@ def test_warpers_equal_transformers():
     torch.manual_seed(0)
     scores = torch.randn(4, 50)
     ids = torch.zeros(4, 1, dtype=torch.long)
-    for t, k, p in ((0.7, None, None), (1.0, 7, None), (1.0, None, 0.8), (1.3, 10, 0.6)):
+    for t, k, p in ((0.7, None, None), (1.0, 7, None), (1.0, None, 0.8), (1.3, 10, 0.6), (1.0, None, 0.0)):
         ref = scores.clone()
         if t != 1.0:
             ref = TemperatureLogitsWarper(t)(ids, ref)
@@ -54,6 +55,17 @@ def test_top_p_keeps_the_smallest_nucleus():
     kept = warp_logits(probs.log(), top_p=0.75).isfinite()
     assert kept.tolist() == [[True, True, False, False]]  # 0.5 < 0.75 <= 0.5 + 0.3
     assert warp_logits(probs.log(), top_k=1).isfinite().sum() == 1
+
+
+def test_bad_arguments_are_clear_value_errors():
+    step, cache = bigram_step(bigram()), torch.zeros(1, dtype=torch.long)
+    prompt = torch.tensor([[0]])
+    for kw, message in ((dict(num_beams=0), "num_beams must be >= 1"), (dict(top_k=-1), "top_k must be >= 0"),
+                        (dict(top_p=1.5), r"top_p must be in \[0, 1\]"), (dict(max_new_tokens=0), "max_new_tokens")):
+        with pytest.raises(ValueError, match=message):
+            generate(step, prompt, cache, **{"max_new_tokens": 2, **kw})
+    with pytest.raises(ValueError, match=r"input_ids must be \(batch, length\), got shape \(3,\)"):
+        generate(step, torch.tensor([0, 1, 2]), cache, max_new_tokens=2)
 
 
 def test_greedy_follows_the_argmax_chain_and_pads_after_eos():

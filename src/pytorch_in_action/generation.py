@@ -48,10 +48,17 @@ def warp_logits(scores: Tensor, temperature: float = 1.0, top_k: int | None = No
         sorted_scores, order = torch.sort(scores, dim=-1, descending=True)
         probs = sorted_scores.softmax(dim=-1)
         mass_before = probs.cumsum(dim=-1) - probs  # probability of all better tokens
-        drop_sorted = mass_before >= top_p  # the best token always survives (mass_before = 0)
+        drop_sorted = mass_before >= top_p
+        drop_sorted[..., 0] = False  # the best token always survives, even for top_p = 0 (as in transformers)
         drop = drop_sorted.scatter(-1, order, drop_sorted)  # back to vocabulary order
         scores = scores.masked_fill(drop, float("-inf"))
     return scores
+
+
+def check_prompt(input_ids: Tensor) -> None:
+    """Prompts are (batch, length) token ids: a clear error for anything else, before a model reads them."""
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
 
 
 def generate(step_fn: StepFn, input_ids: Tensor, cache: Any, *, max_new_tokens: int, do_sample: bool = False,
@@ -66,6 +73,13 @@ def generate(step_fn: StepFn, input_ids: Tensor, cache: Any, *, max_new_tokens: 
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    check_prompt(input_ids)
+    if num_beams < 1:
+        raise ValueError(f"num_beams must be >= 1, got {num_beams}")
+    if top_k is not None and top_k < 0:
+        raise ValueError(f"top_k must be >= 0 (0 or None: off), got {top_k}")
+    if top_p is not None and not 0.0 <= top_p <= 1.0:
+        raise ValueError(f"top_p must be in [0, 1], got {top_p}")
     if pad_token_id is None:
         pad_token_id = eos_token_id if eos_token_id is not None else 0
     if num_beams == 1:

@@ -131,6 +131,8 @@ def test_cached_and_uncached_decoding_give_the_same_tokens():
         b = ours.generate(ids, attention_mask=mask, max_new_tokens=9, eos_token_id=EOS, use_cache=False,
                           generator=torch.Generator().manual_seed(0), **kw)
         assert torch.equal(a, b), kw
+    with pytest.raises(ValueError, match=r"input_ids must be \(batch, length\)"):
+        ours.generate(ids[0], max_new_tokens=2)  # one prompt without its batch dimension
 
 
 def test_sampling_is_reproducible_and_follows_hf_under_the_same_seed():

@@ -155,6 +155,8 @@ def test_cached_and_uncached_decoding_give_the_same_tokens():
         a = ours.generate(ids, max_new_tokens=9, generator=torch.Generator().manual_seed(1), **kw)
         b = ours.generate(ids, max_new_tokens=9, use_cache=False, generator=torch.Generator().manual_seed(1), **kw)
         assert torch.equal(a, b), kw
+    with pytest.raises(ValueError, match=r"input_ids must be \(batch, length\)"):
+        ours.generate(ids[0], max_new_tokens=2)  # one prompt without its batch dimension
 
 
 def test_from_pretrained_reads_a_saved_hf_folder(tmp_path):

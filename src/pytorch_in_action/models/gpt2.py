@@ -259,6 +259,7 @@ class GPT2LMHeadModel(nn.Module):
         price of a packed copy of the weights (~500 MB for the 124M model) and a longer first call (~1.5 min
         for the 124M model on 2 cores); changing the weights afterwards is detected and the step is rebuilt.
         """
+        generation.check_prompt(input_ids)
         B, P = input_ids.shape
         n_positions = self.config.n_positions
         if P + max_new_tokens > n_positions:

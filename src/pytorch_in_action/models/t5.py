@@ -464,6 +464,7 @@ class T5ForConditionalGeneration(nn.Module):
                  length_penalty: float = 1.0, early_stopping: bool = False,
                  generator: torch.Generator | None = None, use_cache: bool = True) -> Tensor:
         """Encode `input_ids` (B, S) once, then decode from the start token; returns (B, 1 + new) like HF."""
+        generation.check_prompt(input_ids)
         cfg = self.config
         eos_token_id = cfg.eos_token_id if eos_token_id is None else eos_token_id
         pad_token_id = cfg.pad_token_id if pad_token_id is None else pad_token_id
