@@ -1,7 +1,9 @@
 """One configuration mechanism for every recipe: argparse flags, optionally layered over a YAML file.
 
 `--config run.yaml` sets defaults from the file (keys are the long flag names, dashes or underscores);
-flags given on the command line win. Unknown keys are an error with a suggestion, never ignored.
+flags given on the command line win. Unknown keys are an error with a suggestion, never ignored. Numbers typed
+`positive_int`, `fraction`, ... are checked against their range whether they come from a flag or from the file,
+and a bad flag is one line on stderr (exit code 2), like every other bad input.
 """
 
 from __future__ import annotations
