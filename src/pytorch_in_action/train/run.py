@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pytorch_in_action.errors import PiaError
+
 
 class RunDir:
     def __init__(self, root: str | os.PathLike, enabled: bool = True, tensorboard: bool = True):
@@ -18,7 +20,12 @@ class RunDir:
         self._tb_enabled = tensorboard
         self._writer = None
         if enabled:
-            self.checkpoints.mkdir(parents=True, exist_ok=True)
+            if self.root.exists() and not self.root.is_dir():
+                raise PiaError(f"the run folder {self.root} is a file")
+            try:
+                self.checkpoints.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise PiaError(f"cannot create the run folder {self.root}: {err.strerror or err}") from None
             for stale in self.checkpoints.glob(".*.tmp-*"):  # left by a process killed while saving
                 stale.unlink(missing_ok=True)
 
@@ -44,6 +51,8 @@ class RunDir:
         if resume is None:
             return None
         if resume != "latest":
+            if not Path(resume).is_file():  # before anything of the run is written
+                raise PiaError(f"checkpoint not found: {resume}")
             return Path(resume)
         if self.latest.exists():
             return self.latest
