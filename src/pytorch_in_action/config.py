@@ -83,9 +83,10 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
     if not any(a.dest == "config" for a in parser._actions):
         parser.add_argument("--config", metavar="YAML", help="YAML file of option: value (flags override it)")
     pre, _ = parser.parse_known_args(argv)
+    from_file: dict[str, argparse.Action] = {}  # dest -> action of each option the file sets
     if getattr(pre, "config", None):
         values = _load_yaml(pre.config)
-        known = {a.dest for a in parser._actions if a.dest not in {"help", "config"}}
+        known = {a.dest: a for a in parser._actions if a.dest not in {"help", "config"}}
         defaults = {}
         for key, value in values.items():
             dest = str(key).replace("-", "_")
@@ -93,17 +94,16 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
                 close = difflib.get_close_matches(dest, sorted(known), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise PiaError(f"unknown config key {key!r} in {pre.config}{hint}")
-            defaults[dest] = value
+            defaults[dest], from_file[dest] = value, known[dest]
         parser.set_defaults(**defaults)
     args = parser.parse_args(argv)
-    if getattr(pre, "config", None):  # argparse converts string defaults only: check the file's numbers too
-        for action in parser._actions:
-            value = getattr(args, action.dest, None)
-            if isinstance(action.type, _Bounded) and value is not None:
-                try:
-                    setattr(args, action.dest, action.type(value))
-                except argparse.ArgumentTypeError as err:
-                    raise PiaError(f"{action.option_strings[-1]} in {pre.config}: {err}") from None
+    for dest, action in from_file.items():  # argparse converts string defaults only: check the file's numbers too
+        value = getattr(args, dest)
+        if isinstance(action.type, _Bounded) and value is not None:
+            try:
+                setattr(args, dest, action.type(value))
+            except argparse.ArgumentTypeError as err:
+                raise PiaError(f"{action.option_strings[-1]} in {pre.config}: {err}") from None
     return args
 
 

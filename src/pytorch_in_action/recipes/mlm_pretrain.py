@@ -256,8 +256,6 @@ def pretrain(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.hidden % args.heads:
         raise PiaError(f"--hidden {args.hidden} is not divisible by --heads {args.heads}")
-    if args.snapshot_every_steps < 0:
-        raise PiaError(f"--snapshot-every-steps must be >= 0, got {args.snapshot_every_steps}")
     dist = init_distributed(args.device)
     started = time.monotonic()
     try:
