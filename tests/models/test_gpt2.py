@@ -176,8 +176,8 @@ def test_one_token_decoding_steps_give_the_logits_of_the_full_model(cfg):
 
 
 def test_compiled_decoding_gives_the_tokens_of_eager_decoding():
-    """`generate(compile=True)` runs the same one-token step through torch.compile (longer, masked cache); at
-    batch 1 with frozen weights, inductor's matrix-vector kernels and attention written as reductions."""
+    """`generate(compile=True)` runs the same one-token step compiled: through torch.compile for batches and
+    beams (longer, masked cache), through the native C++ step at batch 1."""
     ours = GPT2LMHeadModel.from_hf(hf_lm(5, vocab_size=8, std=0.6, **CONFIGS[0])).eval()
     ids, mask = left_padded(3, 5, 8, 5)
     for kw in (dict(), dict(num_beams=2), dict(batch_one=True)):
@@ -198,8 +198,8 @@ def test_compiled_decoding_gives_the_tokens_of_eager_decoding():
 
 
 def test_compiled_batch_one_decoding_follows_its_own_and_changed_weights():
-    """At batch 1 the compiled step holds the weights as constants: two models of one configuration must each
-    decode with their own, and a model whose weights change after compiling must decode with the new ones."""
+    """At batch 1 the native step reads a packed copy of the weights: two models of one configuration must each
+    decode with their own, and a model whose weights change after packing must decode with the new ones."""
     a, b = (GPT2LMHeadModel.from_hf(hf_lm(seed, vocab_size=8, std=0.6, **CONFIGS[0])).eval() for seed in (5, 6))
     prompt = left_padded(1, 4, 8, 3)[0]
     for model in (a, b, a):

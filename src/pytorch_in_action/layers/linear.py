@@ -24,8 +24,6 @@ is memory: one packed copy of each weight while the module is used for decoding 
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Callable
 from functools import cache, partial
 
 import torch
@@ -91,115 +89,6 @@ def pack(backend: str, weight: Tensor, rows: int) -> Tensor | None:
     if backend == "onednn":
         return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows)
     return None
-
-
-FROZEN_INDUCTOR_CONFIGS = {
-    "freezing": True, "max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN",
-    # quiet: autotuning otherwise writes a table of timings per matrix shape to stderr
-    "autotune_num_choices_displayed": 0, "max_autotune_report_choices_stats": False,
-}
-
-
-def export_frozen(module: nn.Module, example_args: tuple, dynamic_shapes: object = None) -> FrozenProgram:
-    """`module`'s forward compiled ahead of time with its weights frozen in (`torch.export` + AOTInductor), for
-    inference on the CPU.
-
-    Frozen, the parameters are constants of the compiled graph, so inductor packs each weight once, at compile
-    time, into the blocked layout of its own C++ matrix-product template (`max_autotune`, which also times that
-    kernel against ATen's for every shape): at one row per product those kernels stream the weight about as fast
-    as `.sum()` reads it. Compiled ahead of time, the forward is one call into a shared library: no dynamo guards
-    and no Python wrapper per call (with `torch.compile` those cost ~1 ms of a ~20 ms step of the 124M GPT-2).
-    Inputs must match `example_args` in dtype, device and every dimension not named dynamic in `dynamic_shapes`
-    (as `torch.export.export` takes them), dynamic ones within their ranges: a call checks them and raises
-    `ValueError` on a mismatch (the library itself reads whatever it is given). Inputs the forward writes in
-    place are written in place. The price: the packed copies (as much memory as the weights), a
-    compile of a minute or more for a large model, constants that go stale if the weights change afterwards
-    (the caller must rebuild), and the built library, weights included, left in inductor's cache folder
-    (`TORCHINDUCTOR_CACHE_DIR`; one per distinct graph, ~0.6 GB for the 124M GPT-2 step).
-    """
-    from torch._inductor import aoti_compile_and_package, aoti_load_package
-
-    with torch.inference_mode(False), torch.no_grad():  # export traces with autograd's view of the tensors
-        example_args = tuple(_fresh_like(a) for a in example_args)
-        program = torch.export.export(module, example_args, dynamic_shapes=dynamic_shapes)
-        with tempfile.TemporaryDirectory() as folder:  # the loader unpacks the library into a folder of its own
-            package = aoti_compile_and_package(program, package_path=os.path.join(folder, "frozen.pt2"),
-                                               inductor_configs=FROZEN_INDUCTOR_CONFIGS)
-            return FrozenProgram(aoti_load_package(package), _input_specs(program))
-
-
-class FrozenProgram:
-    """A forward built by `export_frozen`. Called like the module, the arguments are checked against the
-    exported shapes and go through pytree (nested lists and tuples in, the forward's structure out). `run` takes
-    and returns flat lists of tensors instead, unchecked, for hot loops whose inputs are right by construction:
-    checking and flattening ~30 arguments cost ~50-100 µs per call, about 1% of a 124M GPT-2 decoding step."""
-
-    def __init__(self, compiled: Callable, specs: list[tuple[torch.dtype, torch.device, tuple]]) -> None:
-        self.compiled = compiled  # torch's AOTICompiledModel
-        self.specs = specs  # per flat input: dtype, device, dims (an int, or (symbol, low, high) when dynamic)
-        # the outputs' structure, parsed once (torch's own call parses it again on every call)
-        self.out_spec = torch.utils._pytree.treespec_loads(compiled.loader.get_call_spec()[1])
-
-    def __call__(self, *args: object) -> object:
-        tensors = [a for a in torch.utils._pytree.tree_leaves(args) if isinstance(a, Tensor)]
-        self.check(tensors)
-        return torch.utils._pytree.tree_unflatten(self.run(tensors), self.out_spec)
-
-    def run(self, tensors: list[Tensor]) -> list[Tensor]:
-        """The forward on its arguments' tensors in pytree order (the arguments in order, lists flattened in
-        place), unchecked: a flat list of its outputs."""
-        return self.compiled.loader.run(tensors)
-
-    def check(self, tensors: list[Tensor]) -> None:
-        """Raise `ValueError` unless `tensors` are what the library was built for (count, dtype, device, fixed
-        sizes, dynamic sizes in range and equal where they share a symbol)."""
-        if len(tensors) != len(self.specs):
-            raise ValueError(f"expected {len(self.specs)} input tensors, got {len(tensors)}")
-        seen: dict[str, int] = {}
-        for i, (t, (dtype, device, dims)) in enumerate(zip(tensors, self.specs)):
-            if t.dtype != dtype or t.device != device or t.dim() != len(dims):
-                raise ValueError(f"input {i}: expected a {dtype} {device} {len(dims)}-d tensor, "
-                                 f"got {t.dtype} {t.device} {t.dim()}-d")
-            for d, (size, want) in enumerate(zip(t.shape, dims)):
-                where = f"input {i} has shape {tuple(t.shape)}: dimension {d} must"
-                if isinstance(want, int):
-                    if size != want:
-                        raise ValueError(f"{where} be {want}")
-                    continue
-                name, low, high = want
-                if not low <= size <= high:
-                    raise ValueError(f"{where} be in [{low}, {high}]")
-                if seen.setdefault(name, size) != size:
-                    raise ValueError(f"{where} be {seen[name]}, as in the inputs sharing its size")
-
-
-def _input_specs(program: torch.export.ExportedProgram) -> list[tuple[torch.dtype, torch.device, tuple]]:
-    """dtype, device and dimensions of each tensor input of `program`, in pytree order; a dynamic dimension is
-    (its symbol, lowest, highest size allowed). Other inputs (numbers) were fixed by the export."""
-    names, ranges = program.graph_signature.user_inputs, program.range_constraints
-    values = {n.name: n.meta["val"] for n in program.graph.nodes if n.op == "placeholder"}
-    specs = []
-    for v in (values[name] for name in names if isinstance(values[name], Tensor)):
-        dims = []
-        for size in v.shape:
-            if isinstance(size, int):
-                dims.append(size)
-            else:
-                r = ranges.get(size.node.expr)  # None for a size derived from others: equality checked only
-                low = 0 if r is None else int(r.lower)
-                high = int(r.upper) if r is not None and r.upper.is_finite else 2**62
-                dims.append((str(size.node.expr), low, high))
-        specs.append((v.dtype, v.device, tuple(dims)))
-    return specs
-
-
-def _fresh_like(a: object) -> object:
-    """A plain (not inference-mode) copy of `a` for tracing, recursively through lists and tuples."""
-    if isinstance(a, Tensor):
-        return torch.empty_like(a).copy_(a)
-    if isinstance(a, (list, tuple)):
-        return type(a)(_fresh_like(x) for x in a)
-    return a
 
 
 def run(backend: str, x: Tensor, weight: Tensor, packed: Tensor | None, bias: Tensor | None, rows: int) -> Tensor:

@@ -5,7 +5,8 @@ Parameter names follow Hugging Face (`wte`, `wpe`, `h.{i}.ln_1`, `attn.c_attn`, 
 work is transposing HF's `Conv1D` weights (stored (in, out)) into `nn.Linear` layout (out, in).
 Decoding uses a preallocated KV cache and the shared `pytorch_in_action.generation` loop; the projections are
 `layers.linear.Linear` (an `nn.Linear` that runs the few-row products of decoding through the fastest packed
-kernel it measures on this CPU).
+kernel it measures on this CPU). `generate(compile=True)` decodes batch 1 through one native call per token
+(`models.gpt2_decode`) and larger batches through `torch.compile`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from torch import Tensor, nn
 
 from pytorch_in_action import generation
 from pytorch_in_action.layers.feedforward import hf_activation
-from pytorch_in_action.layers.linear import Linear, export_frozen
+from pytorch_in_action.layers.linear import Linear, release_packed
+from pytorch_in_action.models import gpt2_decode
 from pytorch_in_action.models.hf_loading import load_converted, load_hf_folder
 
 
@@ -74,8 +76,10 @@ class KVCache:
         self.mask: Tensor | None = None  # (B, max_len) bool, None when no row has padding
         self.next_pos: Tensor | None = None  # (B,) position id of the next token (left padding shifts it)
         self.seq: Tensor | None = None  # (B, length) tokens so far, kept only by the uncached reference path
-        self.compiled = False  # decode through the torch.compile'd step (see `use_compiled_step`)
-        self.weights_checked = False  # the compiled step's frozen weights were checked against the model's
+        self.compiled = False  # decode through a compiled step (see `use_compiled_step`)
+        self.native_ok = False  # batch 1 may decode through the native step (`models.gpt2_decode`)
+        self.native: gpt2_decode.BoundCache | None = None  # these buffers, bound for the native step
+        self.weights_checked = False  # the native step's packed weights were checked against the model's
 
     def use_compiled_step(self) -> None:
         """Decode through the torch.compile'd step: the buffers' length dimension is symbolic there, so one graph
@@ -87,6 +91,7 @@ class KVCache:
     def reorder(self, index: Tensor) -> KVCache:
         """Rows follow `index` (beam search); works in place on new tensors."""
         self.k, self.v = [k[index] for k in self.k], [v[index] for v in self.v]
+        self.native = None  # bound to the old buffers
         if self.compiled:
             self.use_compiled_step()  # new buffers: mark them too
         if self.mask is not None:
@@ -242,6 +247,12 @@ class GPT2LMHeadModel(nn.Module):
         state.pop("_compiled_step", None)
         return state
 
+    def release_compiled_step(self) -> None:
+        """Free what `generate(compile=True)` keeps on the model (the native step's packed weights, the
+        torch.compile'd step) and the `Linear` layers' packed copies; all are rebuilt when next needed."""
+        self.__dict__.pop("_compiled_step", None)
+        release_packed(self)
+
     @torch.inference_mode()
     def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None, max_new_tokens: int = 20,
                  do_sample: bool = False, num_beams: int = 1, temperature: float = 1.0, top_k: int | None = None,
@@ -251,13 +262,13 @@ class GPT2LMHeadModel(nn.Module):
         """Continue `input_ids` (B, P), left-padded when `attention_mask` has zeros; returns (B, P + new).
 
         `use_cache=False` recomputes the whole sequence every step (slow; it exists to check the cache).
-        `compile=True` runs the one-token decoding step through `torch.compile` with a C++ wrapper (the first
-        call for a batch size compiles; later ones reuse it, whatever the prompt and output lengths): the step's
-        small operations fuse into a few kernels and its Python disappears. At batch 1 the step is compiled ahead
-        of time with the weights frozen in, packed for inductor's matrix-vector kernels, into a library called
-        without torch.compile's per-call overhead (`layers.linear.export_frozen`): the fastest path here, at the
-        price of a packed copy of the weights (~500 MB for the 124M model) and a longer first call (~1.5 min
-        for the 124M model on 2 cores); changing the weights afterwards is detected and the step is rebuilt.
+        `compile=True` runs the one-token decoding step compiled. At batch 1 on the CPU in float32 that is one
+        call per token into a C++ kernel built for this CPU on first use (`models.gpt2_decode`): it streams the
+        weights about as fast as a plain read of their bytes, at the price of a packed copy of them (~500 MB for
+        the 124M model, made on the first call and again after a weight changes; `release_compiled_step` frees
+        it). Other batch sizes, dtypes and devices go through `torch.compile` with a C++ wrapper (the first call
+        for a batch size compiles; later ones reuse it, whatever the prompt and output lengths): the step's small
+        operations fuse into a few kernels and its Python disappears.
         """
         generation.check_prompt(input_ids)
         B, P = input_ids.shape
@@ -269,6 +280,7 @@ class GPT2LMHeadModel(nn.Module):
         cache = self.new_cache(input_ids, attention_mask, P + max_new_tokens)
         if compile:
             cache.use_compiled_step()
+            cache.native_ok = gpt2_decode.supports(self, 1)
         step = self._step_cached if use_cache else self._step_uncached
         return generation.generate(
             step, input_ids, cache, max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams,
@@ -306,18 +318,23 @@ class GPT2LMHeadModel(nn.Module):
 
     def _next_token_logits(self, new_tokens: Tensor, cache: KVCache) -> Tensor:
         """One new token per row (B, 1) after the cached ones, in eval mode: logits (B, V), cache advanced."""
+        B = new_tokens.size(0)
         past = torch.full((1,), cache.length, device=new_tokens.device)  # a tensor: one compiled graph for all steps
-        if cache.compiled:  # whole fixed-shape buffers in, written in place; attention reads their first S slots
+        if cache.compiled and B == 1 and cache.native_ok:  # one native call
+            step = _native_decode_step(self, check_weights=not cache.weights_checked)
+            cache.weights_checked = True  # once per generate() call: the check costs ~1 µs per parameter
+            if cache.native is None:
+                cache.native = step.bind(cache.k, cache.v, None if cache.mask is None else cache.mask[0])
+            logits = step(cache.native, int(new_tokens), int(cache.next_pos), cache.length)
+        elif cache.compiled:  # whole fixed-shape buffers in, written in place; attention reads their first S slots
             layers = list(zip(cache.k, cache.v))
-            B, S = new_tokens.size(0), cache.length + 1
+            S = cache.length + 1
             mask = (torch.ones(B, S, dtype=torch.bool, device=new_tokens.device) if cache.mask is None
                     else cache.mask[:, :S].contiguous()).view(B, 1, 1, S)  # padded or not: the same graph
-            if B > 1:  # torch.compile'd: S is symbolic, one graph for every step (batch 1's export is dynamic in S)
-                torch._dynamo.mark_dynamic(mask, 3)
-            step = _compiled_decode_step(self, B, check_weights=not cache.weights_checked)
-            cache.weights_checked = True  # once per generate() call: the check costs ~1 µs per parameter
+            torch._dynamo.mark_dynamic(mask, 3)  # S is symbolic: one graph for every step
             # inputs made contiguous: a graph is specialised to strides too
-            logits = step(new_tokens.contiguous(), cache.next_pos.contiguous(), past, mask, layers, False)
+            logits = _compiled_decode_step(self)(new_tokens.contiguous(), cache.next_pos.contiguous(), past, mask,
+                                                 layers, False)
         else:  # attend over the slots written so far; only left padding needs a mask
             S = cache.length + 1
             layers = [(k[:, :, :S], v[:, :, :S]) for k, v in zip(cache.k, cache.v)]
@@ -337,15 +354,11 @@ class GPT2LMHeadModel(nn.Module):
         `layers` holds each layer's key and value buffers (B, nh, max_len, hs); this token's go to slot `past`, a
         (1,) tensor. Attention reads the first `attn_mask.size(-1)` slots when a mask (B, 1, 1, S) is given, else
         the whole buffers (the caller then passes the written slots). `packed` routes the products through
-        `Linear` (the fastest packed kernel, measured) rather than a plain `F.linear`. Compiled at batch 1 (with
-        frozen weights, see `_compiled_decode_step`) attention is `single_query_attention`: two small reductions
-        that fuse with their neighbours, where `F.scaled_dot_product_attention` is a library call costing more
-        than the layer's smallest matrix product (measured: ~300 µs against ~80 for the fused kernel).
+        `Linear` (the fastest packed kernel, measured) rather than a plain `F.linear`.
         """
         t, cfg = self.transformer, self.config
         B, C = new_tokens.size(0), cfg.n_embd
         nh, hs = cfg.n_head, C // cfg.n_head
-        fused_attention = B == 1 and attn_mask is not None and torch.compiler.is_compiling()
 
         def proj(module: nn.Linear, x: Tensor) -> Tensor:
             return module(x) if packed else F.linear(x, module.weight, module.bias)
@@ -359,10 +372,7 @@ class GPT2LMHeadModel(nn.Module):
             v_buf[:, :, past] = qkv[:, 2]
             if attn_mask is not None:  # attend to the first S slots only
                 k_buf, v_buf = k_buf[:, :, :attn_mask.size(-1)], v_buf[:, :, :attn_mask.size(-1)]
-            if fused_attention:
-                y = single_query_attention(qkv[:, 0], k_buf, v_buf, attn_mask, attn.scale)
-            else:
-                y = F.scaled_dot_product_attention(qkv[:, 0], k_buf, v_buf, attn_mask=attn_mask, scale=attn.scale)
+            y = F.scaled_dot_product_attention(qkv[:, 0], k_buf, v_buf, attn_mask=attn_mask, scale=attn.scale)
             x = x + proj(attn.c_proj, y.reshape(B, 1, C))  # (B, nh, 1, hs): one query, heads already side by side
             h = F.layer_norm(x, (C,), block.ln_2.weight, block.ln_2.bias, block.ln_2.eps)
             x = x + proj(mlp.c_proj, mlp.act(proj(mlp.c_fc, h)))
@@ -394,81 +404,33 @@ class GPT2LMHeadModel(nn.Module):
         return model.eval()
 
 
-def single_query_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float) -> Tensor:
-    """softmax(q k^T * scale) v for one query per row, written as reductions for torch.compile: q (B, nh, 1, hs),
-    k and v (B, nh, S, hs), mask (B, 1, 1, S) True where a key may be seen; returns (B, nh, 1, hs)."""
-    scores = (k * q).sum(-1) * scale  # (B, nh, S, hs) -> (B, nh, S)
-    scores = scores.masked_fill(~mask[:, :, 0], float("-inf"))  # mask (B, 1, S) broadcast over heads
-    return (scores.softmax(-1).unsqueeze(-1) * v).sum(-2, keepdim=True)  # (B, nh, S, 1) * (B, nh, S, hs)
-
-
 def _weights_stamp(model: nn.Module) -> tuple:
     """Where every parameter lives and how often it was changed in place: differs once any weight changed."""
     return tuple((p.data_ptr(), 0 if p.is_inference() else p._version) for p in model.parameters())
 
 
-def _compiled_decode_step(model: GPT2LMHeadModel, batch: int, check_weights: bool = True):
-    """`model._decode_step`, compiled once and kept on the model (lengths are symbolic: one build serves every
-    prompt and output length).
-
-    At batch 1 the step is compiled ahead of time with its weights frozen (`layers.linear.export_frozen`):
-    every product is then a matrix-vector kernel on a weight packed once, which streams it at the memory's
-    speed (inductor's own multiply-reduce kernels and the BLAS libraries' reach 50-85% of that here), and the
-    step is one call into a shared library, without torch.compile's per-call guards and wrapper. Frozen weights
-    are copies: the step is rebuilt when any parameter has changed since (`_weights_stamp`, looked at when
-    `check_weights`: once per generate() call, not per token). Other batch sizes go through `torch.compile`
-    with `cpp_wrapper` (the step's kernels called from C++ instead of a Python wrapper), reading the weights.
-    """
+def _native_decode_step(model: GPT2LMHeadModel, check_weights: bool = True) -> gpt2_decode.NativeDecodeStep:
+    """The model's native batch-1 step (`models.gpt2_decode`), kept on the model. Its packed weights are a copy:
+    the step is rebuilt when any parameter has changed since packing, or the thread count has (`check_weights`:
+    looked at once per generate() call, not per token)."""
     steps = model.__dict__.setdefault("_compiled_step", {})
-    if batch != 1:
-        if "any" not in steps:
-            steps["any"] = torch.compile(model._decode_step, fullgraph=True, dynamic=False,
-                                         options={"cpp_wrapper": True})
-        return steps["any"]
-    stamp = _weights_stamp(model) if check_weights or "frozen" not in steps else steps["frozen_stamp"]
-    if steps.get("frozen_stamp") != stamp:
-        steps.pop("frozen", None)  # the old build's library and weights go before the new one is made
-        step = _export_decode_step(model)
-        steps = model.__dict__.setdefault("_compiled_step", {})  # export may have replaced the model's dict
-        steps["frozen"], steps["frozen_stamp"] = step, stamp
-    return steps["frozen"]
+    if check_weights or "native" not in steps:
+        stamp = (_weights_stamp(model), torch.get_num_threads())
+        if steps.get("native_stamp") != stamp:
+            steps.pop("native", None)  # the old packed copy goes before the new one is made
+            steps["native"], steps["native_stamp"] = gpt2_decode.NativeDecodeStep(model), stamp
+    return steps["native"]
 
 
-class _DecodeStep(nn.Module):
-    """`_decode_step` at batch 1 as a module, for `torch.export`: the layers' key and value buffers come as two
-    lists of tensors (written in place at slot `past`)."""
-
-    def __init__(self, model: GPT2LMHeadModel) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, new_tokens: Tensor, position_ids: Tensor, past: Tensor, attn_mask: Tensor,
-                keys: list[Tensor], values: list[Tensor]) -> Tensor:
-        return self.model._decode_step(new_tokens, position_ids, past, attn_mask, list(zip(keys, values)), False)
-
-
-def _export_decode_step(model: GPT2LMHeadModel):
-    """The batch-1 step through `export_frozen`, called like `_decode_step`. Dynamic: the number of slots
-    attended `S` (the mask's last dimension) and the buffers' length; everything else is fixed by the config."""
-    cfg, w = model.config, model.lm_head.weight
-    nh, hs, n = cfg.n_head, cfg.n_embd // cfg.n_head, cfg.n_positions
-    tokens = torch.zeros(1, 1, dtype=torch.long, device=w.device)
-    position = torch.full((1,), 2, dtype=torch.long, device=w.device)  # examples: slot 2 of 4, S = 3
-    mask = torch.ones(1, 1, 1, 3, dtype=torch.bool, device=w.device)
-    keys, values = ([torch.zeros(1, nh, 4, hs, dtype=w.dtype, device=w.device) for _ in range(cfg.n_layer)]
-                    for _ in range(2))
-    S, max_len = torch.export.Dim("S", min=2, max=n), torch.export.Dim("max_len", min=2, max=n)
-    dynamic = (None, None, None, {3: S}, [{2: max_len}] * cfg.n_layer, [{2: max_len}] * cfg.n_layer)
-    runner = export_frozen(_DecodeStep(model).eval(), (tokens, position, position, mask, keys, values),
-                           dynamic)
-
-    def step(new_tokens: Tensor, position_ids: Tensor, past: Tensor, attn_mask: Tensor,
-             layers: list[tuple[Tensor, Tensor]], packed: bool) -> Tensor:
-        # flat, in `_DecodeStep.forward`'s order: no pytree on every token
-        return runner.run([new_tokens, position_ids, past, attn_mask, *(k for k, _ in layers),
-                           *(v for _, v in layers)])[0]
-
-    return step
+def _compiled_decode_step(model: GPT2LMHeadModel):
+    """`model._decode_step` through `torch.compile` with `cpp_wrapper` (the step's kernels called from C++
+    instead of a Python wrapper), compiled once and kept on the model: lengths are symbolic, so one build
+    serves every prompt and output length."""
+    steps = model.__dict__.setdefault("_compiled_step", {})
+    if "any" not in steps:
+        steps["any"] = torch.compile(model._decode_step, fullgraph=True, dynamic=False,
+                                     options={"cpp_wrapper": True})
+    return steps["any"]
 
 
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
