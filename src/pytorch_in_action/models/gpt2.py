@@ -319,27 +319,27 @@ class GPT2LMHeadModel(nn.Module):
     def _next_token_logits(self, new_tokens: Tensor, cache: KVCache) -> Tensor:
         """One new token per row (B, 1) after the cached ones, in eval mode: logits (B, V), cache advanced."""
         B = new_tokens.size(0)
-        past = torch.full((1,), cache.length, device=new_tokens.device)  # a tensor: one compiled graph for all steps
         if cache.compiled and B == 1 and cache.native_ok:  # one native call
             step = _native_decode_step(self, check_weights=not cache.weights_checked)
             cache.weights_checked = True  # once per generate() call: the check costs ~1 µs per parameter
             if cache.native is None:
                 cache.native = step.bind(cache.k, cache.v, None if cache.mask is None else cache.mask[0])
             logits = step(cache.native, int(new_tokens), int(cache.next_pos), cache.length)
-        elif cache.compiled:  # whole fixed-shape buffers in, written in place; attention reads their first S slots
-            layers = list(zip(cache.k, cache.v))
+        else:
+            past = torch.full((1,), cache.length, device=new_tokens.device)  # a tensor: one graph for all steps
             S = cache.length + 1
-            mask = (torch.ones(B, S, dtype=torch.bool, device=new_tokens.device) if cache.mask is None
-                    else cache.mask[:, :S].contiguous()).view(B, 1, 1, S)  # padded or not: the same graph
-            torch._dynamo.mark_dynamic(mask, 3)  # S is symbolic: one graph for every step
-            # inputs made contiguous: a graph is specialised to strides too
-            logits = _compiled_decode_step(self)(new_tokens.contiguous(), cache.next_pos.contiguous(), past, mask,
-                                                 layers, False)
-        else:  # attend over the slots written so far; only left padding needs a mask
-            S = cache.length + 1
-            layers = [(k[:, :, :S], v[:, :, :S]) for k, v in zip(cache.k, cache.v)]
-            mask = None if cache.mask is None else cache.mask[:, None, None, :S]  # (B, 1, 1, S)
-            logits = self._decode_step(new_tokens, cache.next_pos, past, mask, layers, True)
+            if cache.compiled:  # whole fixed-shape buffers in, written in place; attention reads their first S slots
+                layers = list(zip(cache.k, cache.v))
+                mask = (torch.ones(B, S, dtype=torch.bool, device=new_tokens.device) if cache.mask is None
+                        else cache.mask[:, :S].contiguous()).view(B, 1, 1, S)  # padded or not: the same graph
+                torch._dynamo.mark_dynamic(mask, 3)  # S is symbolic: one graph for every step
+                # inputs made contiguous: a graph is specialised to strides too
+                logits = _compiled_decode_step(self)(new_tokens.contiguous(), cache.next_pos.contiguous(), past,
+                                                     mask, layers, False)
+            else:  # attend over the slots written so far; only left padding needs a mask
+                layers = [(k[:, :, :S], v[:, :, :S]) for k, v in zip(cache.k, cache.v)]
+                mask = None if cache.mask is None else cache.mask[:, None, None, :S]  # (B, 1, 1, S)
+                logits = self._decode_step(new_tokens, cache.next_pos, past, mask, layers, True)
         cache.length += 1
         cache.next_pos = cache.next_pos + 1
         return logits
