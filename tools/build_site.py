@@ -71,13 +71,35 @@ print(json.dumps(out))
 
 
 def notebook_title(path: Path) -> str:
+    """The navigation title: the notebook's `# ` heading without its subtitle, in one style for the whole book.
+
+    `# 06 · Fine-tuning: transfer learning, offline` -> `06 · Fine-tuning`; a leading label that repeats the
+    file name (`# seq2seq · English → Chinese translation, end to end`) is dropped -> `English → Chinese
+    translation`; "from scratch" is said once, by the section's name. Numbered notebooks keep their number, so
+    the navigation reads like a table of contents.
+    """
     nb = json.loads(path.read_text(encoding="utf-8"))
-    for cell in nb["cells"]:
-        if cell["cell_type"] == "markdown":
-            for line in "".join(cell["source"]).splitlines():
-                if line.startswith("# "):
-                    return line[2:].strip()
-    return path.stem.replace("_", " ")
+    heading = next((line[2:].strip() for cell in nb["cells"] if cell["cell_type"] == "markdown"
+                    for line in "".join(cell["source"]).splitlines() if line.startswith("# ")), "")
+    number, _, rest = heading.partition(" · ")
+    if not rest:
+        number, rest = "", heading
+    elif not number.isdigit():  # a label such as `language_modeling`, not a chapter number
+        number = ""
+    title = re.split(r": |, ", rest, maxsplit=1)[0].removesuffix(" from scratch").strip()
+    title = title or path.stem.replace("_", " ")
+    title = title[0].upper() + title[1:]
+    return f"{number} · {title}" if number else title
+
+
+def book_order(folder: str) -> list[Path]:
+    """The notebooks of one section in the README's order (the order of the book); any not in the README
+    come last, sorted by name."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    listed = re.findall(rf"\]\(notebooks/{re.escape(folder)}/([^)/]+\.ipynb)\)", readme)
+    found = {p.name: p for p in (ROOT / "notebooks" / folder).glob("*.ipynb")}
+    ordered = [found.pop(name) for name in dict.fromkeys(listed) if name in found]
+    return ordered + sorted(found.values())
 
 
 def markdown_title(path: Path) -> str:
@@ -159,7 +181,7 @@ def assemble() -> dict:
         shutil.copy(md, SRC / md.name)
     book = []
     for folder, title in SECTIONS:
-        notebooks = sorted((ROOT / "notebooks" / folder).glob("*.ipynb"))
+        notebooks = book_order(folder)
         if not notebooks:
             continue
         (SRC / "notebooks" / folder).mkdir(parents=True, exist_ok=True)
