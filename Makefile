@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM := false
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,docs]'
+	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -28,3 +28,22 @@ def write_tree(root: Path, classes=("a", "b"), per_class: int = 6, size: int = 1
             for i in range(per_class):
                 Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(d / f"{i}.png")
     return root
+
+
+def require_tool(names: str | tuple[str, ...], what: str) -> str:
+    """The path of an optional tool (`what` says what it adds), found on PATH.
+
+    Without it the calling test is skipped with a one-line reason, except under `CI=true`, where `.ci/run`
+    installs the tool, so its absence is a failure instead of a silent skip."""
+    import shutil
+
+    import pytest
+
+    for name in (names,) if isinstance(names, str) else names:
+        if path := shutil.which(name):
+            return path
+    first = names if isinstance(names, str) else names[0]
+    reason = f"{first} not found: {what} (`apt-get install {first}`)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason}; CI requires it")
+    pytest.skip(reason)

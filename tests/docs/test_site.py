@@ -5,7 +5,6 @@ errors and no request leaving the machine."""
 import http.server
 import json
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -14,6 +13,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from piatest import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -86,10 +86,13 @@ def test_site_loads_nothing_from_the_internet(site):
 
 
 def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if path := shutil.which(name):
-            return path
-    pytest.fail("headless Chromium is required (`apt-get install chromium`; .ci/run installs it)")
+    return require_tool(("chromium", "chromium-browser", "google-chrome"), "renders the site's pages headless")
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Requested first, so a missing Chromium skips (fails under CI=true) before the site is built."""
+    return _chromium()
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +154,7 @@ def _notebook_with_math_and_figures() -> str:
     pytest.fail("no notebook has both math and a figure")
 
 
-def test_pages_render_in_chromium_offline_with_figures_and_math(site, server, tmp_path):
+def test_pages_render_in_chromium_offline_with_figures_and_math(chromium, site, server, tmp_path):
     notebook = _notebook_with_math_and_figures()
     jobs = {  # name -> (path, Chromium action); run side by side (each launch is slow on a busy machine)
         "home": ("/", ["--dump-dom"]),
