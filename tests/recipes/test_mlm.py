@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pytorch_in_action import cli
-from pytorch_in_action.recipes.masking import mask_tokens
+from pytorch_in_action.data.masking import mask_tokens
 
 
 def test_tiny_pretrain_gives_a_loadable_hugging_face_folder(tmp_path, monkeypatch):
@@ -79,8 +79,7 @@ def test_loss_on_masked_positions_equals_hugging_face_loss():
 
 
 def test_packing_keeps_every_token_once_and_words_apart():
-    from pytorch_in_action.recipes.mlm_pretrain import pack
-    from pytorch_in_action.recipes.text_data import TokenizedTexts
+    from pytorch_in_action.data.tokenized import TokenizedTexts, pack
 
     CLS, SEP = 2, 3
     texts = [[CLS, 10, 11, SEP], [CLS, 12, SEP], [CLS, 13, 14, 15, 16, SEP]]

@@ -1,17 +1,22 @@
 """`pia text-cls`: a tiny end-to-end run, metrics checked against scikit-learn on the saved predictions,
-evaluate/predict, exact resume of the project's loop, and the Trainer path agreeing with it."""
+evaluate/predict, exact resume, and the baselines (majority class, char TF-IDF + logistic regression) checked
+against scikit-learn run here on the same split."""
 
 from __future__ import annotations
 
 import csv
 import json
 import random
+from collections import Counter
 
 import pytest
 import torch
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 
 from pytorch_in_action import cli
+from pytorch_in_action.data.sentiment import read_labelled, split
 from pytorch_in_action.recipes import text_classification as tc
 from pytorch_in_action.train.checkpoint import load_checkpoint
 
@@ -20,13 +25,14 @@ NEG = ["很差", "失望", "退货", "糟糕", "后悔"]
 FILL = ["这本书", "质量", "物流", "服务", "价格", "包装", "内容"]
 
 
-def write_reviews(path, n, seed):
+def write_reviews(path, n, seed, every=2):
+    """`n` reviews; every `every`-th one is negative (label 0), the others positive."""
     rng = random.Random(seed)
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["label", "review"])
         for i in range(n):
-            y = i % 2
+            y = int(i % every != 0)
             words = [rng.choice(FILL), rng.choice(POS if y else NEG), rng.choice(FILL)]
             w.writerow([y, "".join(words) + "。"])
     return path
@@ -125,22 +131,44 @@ def test_length_bucketed_batches_learn_too(tiny, tmp_path):
     last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] > 4 * 96 // 16, "a 96-token budget packs fewer than 16 of these texts per batch"
     assert last["val_accuracy"] >= 0.9
-    assert cli.main(args(tiny, tmp_path / "hf", "--max-tokens", "96", "--engine", "hf")) == 2
     assert cli.main(args(tiny, tmp_path / "small", "--max-tokens", "3")) == 2  # below the longest text
     assert not (tmp_path / "small").exists()
 
 
-def test_trainer_engine_agrees_with_own_loop(tiny, own_run, tmp_path):
-    own, hf = own_run, tmp_path / "hf"
-    assert cli.main(args(tiny, hf, "--epochs", "4", "--engine", "hf")) == 0
-    a = [json.loads(x) for x in (own / "metrics.jsonl").read_text().splitlines()]
-    b = [json.loads(x) for x in (hf / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in b] == [1, 2, 3, 4]
-    # different shuffling and warm-up rounding: the same task learnt to the same level, not the same bits
-    assert abs(a[-1]["val_accuracy"] - b[-1]["val_accuracy"]) <= 0.1
-    assert abs(a[-1]["val_loss"] - b[-1]["val_loss"]) <= 0.15
-    assert b[-1]["val_accuracy"] >= 0.9
-    assert (hf / "model" / "config.json").is_file()
+def test_baselines_stand_beside_the_model_on_the_same_split(tiny, tmp_path, capsys):
+    """No --valid-data: the recipe splits --data by seed; both baselines must be fitted on exactly the model's
+    training split and scored on exactly its validation split (checked with scikit-learn run here)."""
+    data = write_reviews(tmp_path / "skewed.csv", 200, 3, every=3)  # two thirds positive
+    out = tmp_path / "run"
+    argv = ["text-cls", "train", "--model", str(tiny / "bert"), "--data", str(data), "--out", str(out),
+            "--batch-size", "16", "--max-length", "32", "--epochs", "1", "--no-progress", "--device", "cpu"]
+    assert cli.main(argv) == 0
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "majority class" in summary and "TF-IDF" in summary
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    parts = split(read_labelled(data, binary=False), seed=0)
+    with (out / "val_predictions.csv").open() as f:
+        assert [int(r["label"]) for r in csv.DictReader(f)] == parts["valid"].labels  # the model's split
+    train, valid = parts["train"], parts["valid"]
+    vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), min_df=2, sublinear_tf=True)
+    clf = LogisticRegression(C=4.0, max_iter=2000).fit(vectorizer.fit_transform(train.texts), train.labels)
+    pred = clf.predict(vectorizer.transform(valid.texts))
+    assert record["val_tfidf_accuracy"] == pytest.approx(accuracy_score(valid.labels, pred), abs=1e-12)
+    assert record["val_tfidf_f1"] == pytest.approx(f1_score(valid.labels, pred), abs=1e-12)
+    assert record["val_tfidf_macro_f1"] == pytest.approx(f1_score(valid.labels, pred, average="macro"), abs=1e-12)
+    assert Counter(train.labels).most_common(1)[0][0] == 1
+    assert record["val_majority_accuracy"] == pytest.approx(valid.labels.count(1) / len(valid), abs=1e-12)
+    assert 0.6 < record["val_majority_accuracy"] < 0.7
+    # evaluate on another file: the baselines are fitted on the run's training split, scored on that file
+    other = read_labelled(tiny / "valid.csv", binary=False)
+    got = tc.evaluate(tc.parse_args(tc.build_parser("evaluate"),
+                                    ["--model", str(out), "--data", str(tiny / "valid.csv"), "--batch-size", "16",
+                                     "--max-length", "32", "--device", "cpu"]))
+    pred = clf.predict(vectorizer.transform(other.texts))
+    assert got["tfidf_accuracy"] == pytest.approx(accuracy_score(other.labels, pred), abs=1e-12)
+    assert got["majority_accuracy"] == pytest.approx(other.labels.count(1) / len(other), abs=1e-12)
+    printed = capsys.readouterr().out
+    assert f"baselines fitted on the training split of {out}, {len(train)} texts" in printed
 
 
 def test_bad_input_is_one_line(tiny, tmp_path, capsys):

@@ -30,15 +30,16 @@ from pytorch_in_action.config import (
     to_yaml,
 )
 from pytorch_in_action.data.cache import cache_dir
+from pytorch_in_action.data.masking import MaskingCollate
 from pytorch_in_action.data.sentiment import materialize_reviews, read_labelled, split
+from pytorch_in_action.data.tokenized import TokenizedTexts, pack
 from pytorch_in_action.errors import PiaError
-from pytorch_in_action.recipes.masking import mask_tokens
-from pytorch_in_action.recipes.text_data import StepBatchSampler, TokenizedTexts, pad_batch
 from pytorch_in_action.train.distributed import DistEnv, cleanup, init_distributed
 from pytorch_in_action.train.loop import Engine, EngineConfig
 from pytorch_in_action.train.optim import build_optimizer
 from pytorch_in_action.train.precision import AMP_CHOICES
 from pytorch_in_action.train.run import RunDir
+from pytorch_in_action.train.sampler import StepBatchSampler
 from pytorch_in_action.train.schedule import build_scheduler
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -153,45 +154,6 @@ def encode(tokenizer, texts: list[str], max_length: int, wwm: bool) -> Tokenized
             pos += len(word)
         word_ids.append([owner[s] if e > s else -1 for s, e in offsets])
     return TokenizedTexts(enc["input_ids"], word_ids=word_ids)
-
-
-def pack(ds: TokenizedTexts, max_length: int, cls_id: int) -> TokenizedTexts:
-    """Concatenate the texts (each keeps its closing [SEP]) and cut the stream into rows of `max_length` tokens,
-    each opened by [CLS]: no padding at all, where batches of whole texts of long-tailed lengths are mostly
-    padding. Word ids (whole-word masking) are offset so that words of different texts never share an id."""
-    ids_stream: list[int] = []
-    words_stream: list[int] = []
-    offset = 0
-    for i, ids in enumerate(ds.input_ids):
-        ids_stream += ids[1:]  # drop the text's own [CLS]
-        if ds.word_ids is not None:
-            words = ds.word_ids[i][1:]
-            words_stream += [w + offset if w >= 0 else -1 for w in words]
-            offset += max(words, default=-1) + 1
-    n = max_length - 1
-    rows = [[cls_id] + ids_stream[s:s + n] for s in range(0, len(ids_stream), n)]
-    if ds.word_ids is None:
-        return TokenizedTexts(rows)
-    return TokenizedTexts(rows, word_ids=[[-1] + words_stream[s:s + n] for s in range(0, len(words_stream), n)])
-
-
-class MaskingCollate:
-    """Pad a batch, then mask it (global RNG in training, which the engine's checkpoints restore)."""
-
-    def __init__(self, tokenizer, prob: float):
-        self.pad_id, self.mask_id = tokenizer.pad_token_id, tokenizer.mask_token_id
-        self.special_ids = torch.tensor(tokenizer.all_special_ids)
-        self.vocab_size, self.prob = len(tokenizer), prob
-
-    def __call__(self, items: list[dict], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        batch = pad_batch(items, self.pad_id)
-        ids = batch["input_ids"]
-        special = torch.isin(ids, self.special_ids)
-        words = batch.pop("word_ids", None)
-        batch["input_ids"], batch["labels"] = mask_tokens(ids, special, words, mask_id=self.mask_id,
-                                                          vocab_size=self.vocab_size, prob=self.prob,
-                                                          generator=generator)
-        return batch
 
 
 class MaskedPositionsMLM(torch.nn.Module):

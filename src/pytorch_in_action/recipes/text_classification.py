@@ -3,8 +3,9 @@
 `--model` takes any local Hugging Face folder or hub name that `AutoModelForSequenceClassification` can load
 (a hub name needs internet). Offline, the default is the small BERT written by `pia mlm pretrain` (run it
 first: nothing is trained behind your back); `--init scratch` keeps its architecture and tokenizer but starts
-from random weights (the honest baseline). Two engines: the project's own loop (default) and
-`transformers.Trainer` (`--engine hf`). Metrics come from scikit-learn.
+from random weights. Every score is printed and logged beside two baselines fitted on the same training split and
+scored on the same evaluation split: the majority-class rate and a character n-gram TF-IDF + logistic
+regression (`text.baselines`). Metrics come from scikit-learn.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch.utils.data import DataLoader
 
 from pytorch_in_action.config import (
@@ -30,15 +32,16 @@ from pytorch_in_action.config import (
     to_yaml,
 )
 from pytorch_in_action.data.sentiment import Labelled, materialize_reviews, read_labelled, split
+from pytorch_in_action.data.tokenized import TokenizedTexts, pad_batch
 from pytorch_in_action.data.translation_batching import BucketBatchSampler
 from pytorch_in_action.errors import PiaError
 from pytorch_in_action.recipes.mlm_pretrain import default_out
-from pytorch_in_action.recipes.text_cls_metrics import classification_metrics
-from pytorch_in_action.recipes.text_data import TokenizedTexts, pad_batch
+from pytorch_in_action.text.baselines import text_baselines
 from pytorch_in_action.train.distributed import DistEnv, cleanup, init_distributed
 from pytorch_in_action.train.loop import Engine, EngineConfig
+from pytorch_in_action.train.metrics import classification_metrics
 from pytorch_in_action.train.optim import build_optimizer
-from pytorch_in_action.train.precision import AMP_CHOICES, autocast_ctx, resolve_amp
+from pytorch_in_action.train.precision import AMP_CHOICES, autocast_ctx
 from pytorch_in_action.train.run import RunDir
 from pytorch_in_action.train.sampler import ShardedBatchSampler
 from pytorch_in_action.train.schedule import SCHEDULES, build_scheduler
@@ -66,11 +69,13 @@ def build_parser(action: str) -> argparse.ArgumentParser:
     if action == "evaluate":
         p.add_argument("--split", choices=["all", "train", "valid", "test"],
                        help="part of --data to score (default: test for the bundled data, all for yours)")
+        p.add_argument("--baseline-data", type=Path,
+                       help="labelled file the baselines are fitted on (default: the training split recorded in "
+                            "the --model run folder, else the training split of --data when --split is valid/test)")
         return p
     p.add_argument("--valid-data", type=Path, help="validation file (default: a seeded 10%% split of --data)")
     p.add_argument("--max-train", type=non_negative_int, default=0, help="use only N training rows (0: all)")
     p.add_argument("--init", default="pretrained", choices=["pretrained", "scratch"])
-    p.add_argument("--engine", default="native", choices=["native", "hf"])
     p.add_argument("--max-tokens", type=non_negative_int, default=0,
                    help="train on batches of similar-length texts holding at most N padded tokens instead of "
                         "--batch-size texts (less padding, faster when lengths vary; 0: off)")
@@ -180,17 +185,39 @@ def write_predictions(path: Path, labels: list[int], probs: torch.Tensor) -> Non
     tmp.replace(path)
 
 
-def make_eval_fn(valid: TokenizedTexts, pad_id: int, num_labels: int, args, dist: DistEnv, run: RunDir):
-    """Every rank scores the whole validation set (small), so metrics need no reduction and are exact."""
+def make_eval_fn(valid: TokenizedTexts, pad_id: int, num_labels: int, args, dist: DistEnv, run: RunDir,
+                 baselines: dict[str, float]):
+    """Every rank scores the whole validation set (small), so metrics need no reduction and are exact. The
+    baselines' scores on the same set ride along in every record, so each line of metrics.jsonl reads alone."""
 
     def evaluate(model: torch.nn.Module) -> dict[str, float]:
         probs, losses = predict_proba(model, valid, pad_id, args.batch_size, dist.device)
         preds = probs.argmax(-1).tolist()
         if dist.is_main:
             write_predictions(run.root / "val_predictions.csv", valid.labels, probs)
-        return {"val_loss": float(losses.mean()), **classification_metrics(valid.labels, preds, num_labels)}
+        return {"val_loss": float(losses.mean()), **classification_metrics(valid.labels, preds, num_labels),
+                **baselines}
 
     return evaluate
+
+
+def fit_baselines(train: Labelled, scored: Labelled, num_labels: int, prefix: str) -> dict[str, float]:
+    """Majority class and char TF-IDF + logistic regression, fitted on `train`, scored on `scored`."""
+    return text_baselines(train.texts, train.labels, scored.texts, scored.labels, num_labels, prefix)
+
+
+def standing(metrics: dict[str, float], prefix: str = "val_") -> str:
+    """The model's accuracy and F1 beside the baselines', and which side of the TF-IDF model it lands on."""
+    acc, f1 = metrics.get(f"{prefix}accuracy", float("nan")), metrics.get(f"{prefix}f1", float("nan"))
+    text = f"accuracy {acc:.4f}, F1 {f1:.4f}"
+    if f"{prefix}tfidf_accuracy" not in metrics:
+        return text
+    tfidf = metrics[f"{prefix}tfidf_accuracy"]
+    gap = round(acc - tfidf, 4)
+    verdict = ("the model is level with" if gap == 0 else
+               f"the model is {abs(gap):.4f} {'above' if gap > 0 else 'below'}") + " the TF-IDF baseline"
+    return (f"{text} | majority class {metrics[f'{prefix}majority_accuracy']:.4f} | char TF-IDF + logistic "
+            f"regression accuracy {tfidf:.4f}, F1 {metrics[f'{prefix}tfidf_f1']:.4f} | {verdict}")
 
 
 def train_native(args, dist: DistEnv, out: Path, parts: dict[str, Labelled], num_labels: int) -> dict[str, Any]:
@@ -220,9 +247,11 @@ def train_native(args, dist: DistEnv, out: Path, parts: dict[str, Labelled], num
                        ckpt_every_steps=args.ckpt_every_steps, best_metric="val_accuracy", progress=args.progress,
                        items_name="texts")
     meta = {"recipe": "text-cls", "model": args.model, "init": args.init, "num_labels": num_labels}
+    baselines = fit_baselines(parts["train"], parts["valid"], num_labels, "val_") if dist.is_main else None
+    baselines = dist.broadcast_object(baselines)
     engine = Engine(model, optimizer, loader, config=cfg, dist=dist, run=run, scheduler=scheduler,
                     loss_fn=lambda m, b: cls_loss(m, b),  # looked up at call time (tests wrap it)
-                    eval_fn=make_eval_fn(valid_ds, pad_id, num_labels, args, dist, run), meta=meta)
+                    eval_fn=make_eval_fn(valid_ds, pad_id, num_labels, args, dist, run, baselines), meta=meta)
     summary = engine.fit(resume=resume)
     if dist.is_main:
         model.save_pretrained(out / "model")
@@ -240,22 +269,36 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             args.out = Path("runs/text-cls") / str(dist.broadcast_object(stamp))
         if dist.is_main:
             print(f"data: {len(parts['train'])} train / {len(parts['valid'])} valid texts, {num_labels} labels; "
-                  f"model: {args.model} ({args.init}); engine: {args.engine}; writing to {args.out}")
-        if args.engine == "hf" and args.max_tokens:
-            raise PiaError("--max-tokens works with the native engine only (Trainer batches by --batch-size)")
-        if args.engine == "hf":
-            from pytorch_in_action.recipes.text_cls_hf import train_with_trainer
-
-            summary = train_with_trainer(args, parts, num_labels, resolve_amp(args.amp, dist.device))
-        else:
-            summary = train_native(args, dist, args.out, parts, num_labels)
+                  f"model: {args.model} ({args.init}); writing to {args.out}")
+        summary = train_native(args, dist, args.out, parts, num_labels)
         if dist.is_main:
-            last = summary["last"]
-            print(f"done: val accuracy {last.get('val_accuracy', float('nan')):.4f}, val F1 "
-                  f"{last.get('val_f1', float('nan')):.4f}; run folder {args.out} (metrics.jsonl, model/)")
+            print(f"done: validation {standing(summary['last'])}; run folder {args.out} (metrics.jsonl, model/)")
         return summary
     finally:
         cleanup()
+
+
+def baseline_training_split(args: argparse.Namespace, data: Labelled, chosen: str) -> tuple[Labelled | None, str]:
+    """The labelled texts `evaluate` fits its baselines on, and where they come from: --baseline-data, else the
+    training split the --model run folder records (the model's own), else the training split of --data."""
+    if args.baseline_data:
+        return read_labelled(args.baseline_data, args.text_column, args.label_column, binary=False), \
+            str(args.baseline_data)
+    run_config = Path(args.model) / "config.yaml"
+    if run_config.is_file() and (Path(args.model) / "model" / "config.json").is_file():
+        saved = yaml.safe_load(run_config.read_text(encoding="utf-8")) or {}
+        run_args = argparse.Namespace(
+            data=Path(saved["data"]) if saved.get("data") else None,
+            valid_data=Path(saved["valid_data"]) if saved.get("valid_data") else None,
+            text_column=saved.get("text_column", "review"), label_column=saved.get("label_column", "label"),
+            seed=saved.get("seed", 0), max_train=saved.get("max_train", 0))
+        try:
+            return load_splits(run_args)["train"], f"the training split of {args.model}"
+        except PiaError as err:
+            return None, f"the run's training data cannot be read ({err})"
+    if chosen in {"valid", "test"}:
+        return data, "the training split of --data"
+    return None, "no training split known: pass --baseline-data, or --model a `pia text-cls train` run folder"
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, float]:
@@ -264,8 +307,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
         chosen = args.split or ("test" if args.data is None else "all")
         path = args.data or materialize_reviews(args.seed)
         data = read_labelled(path, args.text_column, args.label_column, binary=False)
+        parts = split(data, seed=args.seed) if chosen != "all" else {}
+        baseline_train, baseline_source = baseline_training_split(args, parts.get("train", data), chosen)
         if chosen != "all":
-            data = split(data, seed=args.seed)[chosen]
+            data = parts[chosen]
         tokenizer, model = load_model(args.model, _num_labels(args.model))
         if max(data.labels) >= model.config.num_labels:
             raise PiaError(f"the data has label {max(data.labels)}, the model only {model.config.num_labels} labels")
@@ -273,9 +318,16 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
         with torch.no_grad(), autocast_ctx(device, args.amp):
             probs, losses = predict_proba(model, tokenize(tokenizer, data, args.max_length), tokenizer.pad_token_id,
                                           args.batch_size, device)
+        num_labels = model.config.num_labels
         metrics = {"loss": float(losses.mean()),
-                   **classification_metrics(data.labels, probs.argmax(-1).tolist(), model.config.num_labels, "")}
-        print(f"{path} ({chosen}, {len(data)} texts): " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+                   **classification_metrics(data.labels, probs.argmax(-1).tolist(), num_labels, "")}
+        if baseline_train is not None:
+            metrics.update(fit_baselines(baseline_train, data, num_labels, ""))
+            fitted = f"baselines fitted on {baseline_source}, {len(baseline_train)} texts"
+        else:
+            fitted = f"baselines not fitted: {baseline_source}"
+        print(f"{path} ({chosen}, {len(data)} texts): loss {metrics['loss']:.4f}, {standing(metrics, '')}, "
+              f"macro F1 {metrics['macro_f1']:.4f} ({fitted})")
         return metrics
     finally:
         cleanup()

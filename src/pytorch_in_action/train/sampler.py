@@ -1,6 +1,6 @@
-"""A batch sampler whose order is a pure function of (seed, epoch, rank): the key to exact, elastic resume.
+"""Batch samplers whose order is a pure function of (seed, epoch, rank): the key to exact, elastic resume.
 
-Every epoch draws one permutation from `seed + epoch` (the same on all ranks), shards it by rank and cuts it
+`ShardedBatchSampler`: every epoch draws one permutation from `seed + epoch` (the same on all ranks), shards it by rank and cuts it
 into batches. `set_skip(n)` starts the epoch at batch `n`, so a run resumed mid-epoch sees exactly the
 batches an uninterrupted run would have seen next. With `with_epoch=True` it yields `(epoch, index)` pairs
 so that datasets can seed per-sample augmentation (see `data.seeded`).
@@ -8,7 +8,8 @@ so that datasets can seed per-sample augmentation (see `data.seeded`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -53,3 +54,48 @@ class ShardedBatchSampler:
         for b in range(self.skip, len(self)):
             idx = shard[b * self.batch_size : (b + 1) * self.batch_size]
             yield [(self.epoch, i) for i in idx] if self.with_epoch else idx
+
+
+class StepBatchSampler:
+    """Exactly `steps` batches per epoch, drawn from successive seeded permutations of the data, sharded by
+    rank; stops early once `minutes` have passed (all ranks agree through `agree`). Order is a pure function
+    of (seed, epoch, batch index), so `set_skip` resumes mid-run exactly. For training counted in optimizer
+    steps rather than epochs (masked-LM pretraining)."""
+
+    def __init__(self, num_items: int, batch_size: int, steps: int, *, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, minutes: float | None = None,
+                 agree: Callable[[bool], bool] | None = None):
+        if num_items < batch_size * world_size:
+            raise ValueError("fewer items than one global batch")
+        self.num_items, self.batch_size, self.steps, self.seed = num_items, batch_size, steps, seed
+        self.rank, self.world_size, self.minutes, self.agree = rank, world_size, minutes, agree
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def set_skip(self, n_batches: int) -> None:
+        self.skip = n_batches
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def _perm(self, k: int) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed + 100_003 * self.epoch + k)
+        return torch.randperm(self.num_items, generator=g).tolist()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        gb = self.batch_size * self.world_size  # global batch
+        per_pass = self.num_items // gb  # whole global batches per permutation (the remainder is dropped)
+        deadline = None if self.minutes is None else time.monotonic() + 60 * self.minutes
+        cached_k, perm = -1, []
+        for b in range(self.skip, self.steps):
+            if deadline is not None:
+                stop = time.monotonic() > deadline
+                if (self.agree(stop) if self.agree else stop):
+                    return
+            k, j = divmod(b, per_pass)
+            if k != cached_k:
+                cached_k, perm = k, self._perm(k)
+            start = j * gb + self.rank * self.batch_size
+            yield perm[start : start + self.batch_size]

@@ -1,8 +1,14 @@
-"""Masked-language-model inputs: pick ~15% of the tokens (or of whole words), then BERT's 80/10/10 rule."""
+"""Masked-language-model inputs: pick ~15% of the tokens (or of whole words), then BERT's 80/10/10 rule.
+
+`mask_tokens` is the rule on a padded batch; `MaskingCollate` pads a list of `TokenizedTexts` items and masks
+them, as the collate function of a masked-LM loader.
+"""
 
 from __future__ import annotations
 
 import torch
+
+from pytorch_in_action.data.tokenized import pad_batch
 
 
 def mask_tokens(input_ids: torch.Tensor, special: torch.Tensor, word_ids: torch.Tensor | None, *,
@@ -42,3 +48,22 @@ def mask_tokens(input_ids: torch.Tensor, special: torch.Tensor, word_ids: torch.
     random_tok = chosen & (r >= 0.8) & (r < 0.9)
     inputs[random_tok] = torch.randint(vocab_size, (int(random_tok.sum()),), generator=generator)
     return inputs, labels
+
+
+class MaskingCollate:
+    """Pad a batch, then mask it (global RNG in training, which the engine's checkpoints restore)."""
+
+    def __init__(self, tokenizer, prob: float):
+        self.pad_id, self.mask_id = tokenizer.pad_token_id, tokenizer.mask_token_id
+        self.special_ids = torch.tensor(tokenizer.all_special_ids)
+        self.vocab_size, self.prob = len(tokenizer), prob
+
+    def __call__(self, items: list[dict], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        batch = pad_batch(items, self.pad_id)
+        ids = batch["input_ids"]
+        special = torch.isin(ids, self.special_ids)
+        words = batch.pop("word_ids", None)
+        batch["input_ids"], batch["labels"] = mask_tokens(ids, special, words, mask_id=self.mask_id,
+                                                          vocab_size=self.vocab_size, prob=self.prob,
+                                                          generator=generator)
+        return batch
