@@ -16,7 +16,19 @@ def torch_load_failure(err: Exception) -> str:
     if isinstance(err, pickle.UnpicklingError) and "WeightsUnpickler error:" in text:
         reason = text.split("WeightsUnpickler error:", 1)[1].strip().split(". ")[0].splitlines()[0].strip()
         return f"refused by the weights-only loader ({reason.rstrip('.')})"
+    if isinstance(err, pickle.UnpicklingError) and text.startswith("Weights only load failed"):
+        # the unpickler's own reason (e.g. a blocked GLOBAL such as os.system) is the chained exception, and a
+        # paragraph of its own between torch's advice
+        inner = str(err.__context__ or err.__cause__ or "").strip()
+        paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]
+        reason = inner or (paragraphs[1] if len(paragraphs) > 2 else "")
+        return f"refused by the weights-only loader ({reason.splitlines()[0].rstrip('.')})" if reason else \
+            "refused by the weights-only loader"
     if isinstance(err, (pickle.UnpicklingError, RuntimeError)):
         return text.splitlines()[0].split(". ")[0] if text else type(err).__name__
+    if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError)):
+        return err.strerror or type(err).__name__
+    if isinstance(err, OSError):  # torch's zip reader on an archive cut short
+        return f"the file is cut short or corrupt ({type(err).__name__}: {text.splitlines()[0] if text else '?'})"
     # the unpickler tripped over bytes that are no pickle at all
     return f"not a file written by torch.save ({type(err).__name__}: {text.splitlines()[0] if text else '?'})"

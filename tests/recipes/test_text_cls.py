@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
+import shutil
 from collections import Counter
 
 import pytest
@@ -182,3 +184,50 @@ def test_bad_input_is_one_line(tiny, tmp_path, capsys):
     assert "cannot load a model" in capsys.readouterr().err
     assert cli.main(["text-cls", "predict", "--model", str(tiny / "bert"), "--input", str(tmp_path / "no.txt")]) == 2
     assert capsys.readouterr().err.strip() == f"pia text-cls: error: input file not found: {tmp_path / 'no.txt'}"
+
+
+class _RunsCode:
+    """Unpickling this runs a shell command: what a malicious pytorch_model.bin does."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+def test_unsafe_or_truncated_weights_are_one_line(tiny, tmp_path, capsys):
+    """A pytorch_model.bin that the weights-only loader refuses (and whose code never runs), or one cut short,
+    stops train/evaluate/predict with one line naming the file and the reason, before anything is written."""
+    from transformers import BertForSequenceClassification
+
+    marker = tmp_path / "code-ran"
+    good = BertForSequenceClassification.from_pretrained(tiny / "bert", num_labels=2).state_dict()
+    folders = {}
+    for name in ("unsafe", "cut"):
+        folder = folders[name] = tmp_path / name
+        shutil.copytree(tiny / "bert", folder)
+        (folder / "model.safetensors").unlink()
+    torch.save({"x": _RunsCode(f"touch {marker}")}, folders["unsafe"] / "pytorch_model.bin")
+    torch.save(good, tmp_path / "full.bin")
+    whole = (tmp_path / "full.bin").read_bytes()
+    (folders["cut"] / "pytorch_model.bin").write_bytes(whole[: len(whole) // 2])
+    reasons = {"unsafe": "refused by the weights-only loader (", "cut": "the file is cut short or corrupt ("}
+    for name, folder in folders.items():
+        weights = folder / "pytorch_model.bin"
+        runs = {
+            "train": ["text-cls", "train", "--model", str(folder), "--data", str(tiny / "train.csv"),
+                      "--out", str(tmp_path / f"run-{name}"), "--no-progress", "--device", "cpu"],
+            "evaluate": ["text-cls", "evaluate", "--model", str(folder), "--data", str(tiny / "valid.csv"),
+                         "--device", "cpu"],
+            "predict": ["text-cls", "predict", "--model", str(folder), "--device", "cpu", "质量很好。"],
+        }
+        for action, argv in runs.items():
+            capsys.readouterr()
+            assert cli.main(argv) == 2, (name, action)
+            err = capsys.readouterr().err.strip()
+            assert err.startswith(f"pia text-cls: error: cannot read weights from {weights}: {reasons[name]}"), err
+            assert "\n" not in err and "Traceback" not in err
+        assert not (tmp_path / f"run-{name}").exists()
+    assert not marker.exists(), "the pickled command must never run"
+

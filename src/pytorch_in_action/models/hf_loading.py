@@ -55,6 +55,20 @@ def load_hf_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     raise PiaError(f"no {' or '.join(WEIGHT_FILES)} in {path}")
 
 
+def weights_error(path: str | Path, err: Exception) -> PiaError:
+    """One line for a `from_pretrained(path)` of Hugging Face that failed: when `path` is a local folder with a
+    weight file, the file and the reason it does not load (read again here, where the reasons are one line: a
+    pickle the weights-only loader refuses, a file cut short); otherwise the first line of `err`."""
+    folder = Path(path)
+    if folder.is_dir() and any((folder / name).is_file() for name in WEIGHT_FILES):
+        try:
+            load_hf_state_dict(folder)
+        except PiaError as reason:
+            return reason
+    first = (str(err).strip() or type(err).__name__).splitlines()[0]
+    return PiaError(f"cannot load the weights of {path}: {first}")
+
+
 def load_hf_folder(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """(config dict, state dict) of a local HF checkpoint folder."""
     return load_hf_config(path), load_hf_state_dict(path)

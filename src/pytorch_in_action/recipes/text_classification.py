@@ -35,6 +35,7 @@ from pytorch_in_action.data.sentiment import Labelled, materialize_reviews, read
 from pytorch_in_action.data.tokenized import TokenizedTexts, pad_batch
 from pytorch_in_action.data.translation_batching import BucketBatchSampler
 from pytorch_in_action.errors import PiaError
+from pytorch_in_action.models.hf_loading import weights_error
 from pytorch_in_action.recipes.mlm_pretrain import default_out
 from pytorch_in_action.text.baselines import text_baselines
 from pytorch_in_action.train.distributed import DistEnv, cleanup, init_distributed
@@ -142,6 +143,8 @@ def load_model(name: str, num_labels: int, init: str = "pretrained", seed: int =
         hf_logging.set_verbosity_error()  # "newly initialized classifier" is expected here
         try:
             model = AutoModelForSequenceClassification.from_pretrained(src, config=config)
+        except Exception as err:  # a pickle the weights-only loader refuses, a file cut short...: one line
+            raise weights_error(src, err) from None
         finally:
             hf_logging.set_verbosity(verbosity)
     return tokenizer, model
