@@ -11,7 +11,7 @@ from pytorch_in_action import cli
 from pytorch_in_action.data.masking import mask_tokens
 
 
-def test_tiny_pretrain_gives_a_loadable_hugging_face_folder(tmp_path, monkeypatch):
+def test_tiny_pretrain_gives_a_loadable_hugging_face_folder(tmp_path, monkeypatch, capsys):
     from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
 
     monkeypatch.setenv("PIA_CACHE", str(tmp_path / "cache"))
@@ -22,6 +22,8 @@ def test_tiny_pretrain_gives_a_loadable_hugging_face_folder(tmp_path, monkeypatc
             "--hidden", "32", "--heads", "2", "--batch-size", "8", "--max-length", "32", "--vocab-size", "300",
             "--eval-texts", "8", "--no-progress", "--device", "cpu", "--amp", "bf16", "--snapshot-every-steps", "2"]
     assert cli.main(argv) == 0
+    closing = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "held-out masked tokens predicted right" in closing and "most frequent training token" in closing
     tok = AutoTokenizer.from_pretrained(out)
     model = AutoModelForMaskedLM.from_pretrained(out)
     assert model.config.num_hidden_layers == 1 and model.config.hidden_size == 32
@@ -34,6 +36,7 @@ def test_tiny_pretrain_gives_a_loadable_hugging_face_folder(tmp_path, monkeypatc
     assert AutoModelForSequenceClassification.from_pretrained(out, num_labels=2).config.num_labels == 2
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["step"] == 4 and record["val_loss"] > 0
+    assert 0 < record["val_unigram_accuracy"] < 1 and 0 <= record["val_mlm_accuracy"] <= 1
     snaps = sorted(p.name for p in (out / "snapshots").iterdir())
     assert snaps == ["step-000002", "step-000004"]  # no half-written .tmp folder left behind
     info = json.loads((out / "snapshots" / "step-000002" / "snapshot.json").read_text())
@@ -114,3 +117,32 @@ def test_masking_whole_words_and_80_10_10():
     kept = (inputs == ids) & chosen
     assert masked.sum() / chosen.sum() == pytest.approx(0.8, abs=0.05)
     assert kept.sum() / chosen.sum() == pytest.approx(0.1 + 0.1 / 95, abs=0.04)
+
+
+def test_unigram_guess_is_scored_on_the_same_masked_positions():
+    """The guess is the most frequent non-special training token; a model that always answers it scores exactly
+    the unigram accuracy, on the very positions the model's accuracy is counted on."""
+    from pytorch_in_action.data.masking import MaskingCollate
+    from pytorch_in_action.data.tokenized import TokenizedTexts
+    from pytorch_in_action.recipes.mlm_pretrain import make_eval_fn, most_frequent_token, train_tokenizer
+    from pytorch_in_action.train.distributed import DistEnv
+
+    texts = [f"好好好书{i % 5}很好看推荐" for i in range(40)]
+    tok = train_tokenizer(texts, 60, 100)
+    train = TokenizedTexts(tok(texts)["input_ids"])
+    guess = most_frequent_token(train, tok.all_special_ids)
+    assert tok.convert_ids_to_tokens(guess) == "好"  # 4 per text; [CLS]/[SEP] (1 each) are never the guess
+
+    class AlwaysGuess(torch.nn.Module):
+        def forward(self, input_ids, attention_mask, labels):
+            keep = labels != -100
+            logits = torch.zeros(int(keep.sum()), len(tok))
+            logits[:, guess] = 1.0
+            return logits, labels[keep]
+
+    valid = TokenizedTexts(tok([f"好书{i}很好" for i in range(30)])["input_ids"])
+    evaluate = make_eval_fn(valid, MaskingCollate(tok, 0.3), DistEnv(), seed=0, batch_size=8, guess_id=guess)
+    metrics = evaluate(AlwaysGuess())
+    assert metrics["val_mlm_accuracy"] == metrics["val_unigram_accuracy"]
+    assert 0 < metrics["val_unigram_accuracy"] < 1
+
