@@ -1,7 +1,5 @@
 """GPT-2 from scratch equals transformers' GPT2Model / GPT2LMHeadModel: forward, loss, gradients, generate()."""
 
-import io
-
 import pytest
 import torch
 from transformers import GPT2Config as HFConfig
@@ -161,52 +159,15 @@ def test_from_pretrained_reads_a_saved_hf_folder(tmp_path):
 
 @pytest.mark.parametrize("cfg", CONFIGS)
 def test_one_token_decoding_steps_give_the_logits_of_the_full_model(cfg):
-    """The flat one-token step over the KV cache against rerunning the whole model on the sequence, step by step,
-    with left padding (float64, so any difference beyond rounding would show)."""
+    """The blocks' one-token step over the KV cache against rerunning the whole model on the sequence, step by
+    step, with left padding (float64, so any difference beyond rounding would show)."""
     ours = GPT2LMHeadModel.from_hf(hf_lm(7, **cfg)).double().eval()
     ids, mask = left_padded(3, 5, 50, 7)
     cached, full = ours.new_cache(ids, mask, 9), ours.new_cache(ids, mask, 9)
     tokens = ids
     for _ in range(4):
-        a, cached = ours._step_cached(tokens, cached)
+        a, cached = ours.decode_step(tokens, cached)
         b, full = ours._step_uncached(tokens, full)
         torch.testing.assert_close(a, b, **F64)
         tokens = a.argmax(-1, keepdim=True)  # (B, 1)
     assert cached.length == 8
-
-
-def test_compiled_decoding_gives_the_tokens_of_eager_decoding():
-    """`generate(compile=True)` runs the same one-token step compiled: through torch.compile for batches and
-    beams (longer, masked cache), through the native C++ step at batch 1."""
-    ours = GPT2LMHeadModel.from_hf(hf_lm(5, vocab_size=8, std=0.6, **CONFIGS[0])).eval()
-    ids, mask = left_padded(3, 5, 8, 5)
-    for kw in (dict(), dict(num_beams=2), dict(batch_one=True)):
-        prompt, prompt_mask = (ids[:1, -3:], None) if kw.pop("batch_one", False) else (ids, mask)
-        eager = ours.generate(prompt, attention_mask=prompt_mask, max_new_tokens=9, eos_token_id=EOS, **kw)
-        compiled = ours.generate(prompt, attention_mask=prompt_mask, max_new_tokens=9, eos_token_id=EOS,
-                                 compile=True, **kw)
-        assert torch.equal(compiled, eager), kw
-    buf = io.BytesIO()
-    torch.save(ours, buf)  # the compiled step stays behind: it belongs to this instance
-    buf.seek(0)
-    clone = torch.load(buf, weights_only=False)
-    assert "_compiled_step" in ours.__dict__ and "_compiled_step" not in clone.__dict__
-    greedy = ours.generate(ids, attention_mask=mask, max_new_tokens=9, eos_token_id=EOS)
-    assert torch.equal(clone.generate(ids, attention_mask=mask, max_new_tokens=9, eos_token_id=EOS), greedy)
-    with pytest.raises(ValueError, match="use_cache"):
-        ours.generate(ids, max_new_tokens=2, compile=True, use_cache=False)
-
-
-def test_compiled_batch_one_decoding_follows_its_own_and_changed_weights():
-    """At batch 1 the native step reads a packed copy of the weights: two models of one configuration must each
-    decode with their own, and a model whose weights change after packing must decode with the new ones."""
-    a, b = (GPT2LMHeadModel.from_hf(hf_lm(seed, vocab_size=8, std=0.6, **CONFIGS[0])).eval() for seed in (5, 6))
-    prompt = left_padded(1, 4, 8, 3)[0]
-    for model in (a, b, a):
-        eager = model.generate(prompt, max_new_tokens=8)
-        assert torch.equal(model.generate(prompt, max_new_tokens=8, compile=True), eager)
-    assert not torch.equal(a.generate(prompt, max_new_tokens=8), b.generate(prompt, max_new_tokens=8))
-    with torch.no_grad():
-        a.lm_head.weight.copy_(b.lm_head.weight)  # tied: the embedding changes too
-        a.transformer.h[0].mlp.c_fc.bias.add_(1.0)
-    assert torch.equal(a.generate(prompt, max_new_tokens=8, compile=True), a.generate(prompt, max_new_tokens=8))

@@ -170,17 +170,19 @@ def test_from_pretrained_reads_a_saved_hf_folder(tmp_path):
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
 def test_one_token_decoding_steps_give_the_logits_of_the_full_decoder(cfg):
-    """The flat one-token step over the cache against rerunning the whole decoder, step by step, with a padded
-    source (float64)."""
+    """The cached one-token step against rerunning the whole model (encoder and decoder, `forward`) on the
+    decoder tokens so far, and against the uncached reference step, with a padded source (float64)."""
     ours = T5ForConditionalGeneration.from_hf(hf_t5(8, cfg, std=0.5)).double().eval()
     ids = torch.randint(2, 40, (3, 7))
     mask = torch.ones_like(ids)
     mask[1, 4:] = 0
     cached, full = ours.prefill_cache(ids, mask, 6), ours.prefill_cache(ids, mask, 6)
-    tokens = torch.zeros(3, 1, dtype=torch.long)  # the decoder start token
+    tokens = seq = torch.zeros(3, 1, dtype=torch.long)  # the decoder start token
     for _ in range(5):
         a, cached = ours.decode_step(tokens, cached)
         b, full = ours._decode_uncached(tokens, full)
         torch.testing.assert_close(a, b, **F64)
+        torch.testing.assert_close(a, ours(ids, mask, decoder_input_ids=seq).logits[:, -1], **F64)
         tokens = a.argmax(-1, keepdim=True)  # (B, 1)
+        seq = torch.cat([seq, tokens], dim=1)
     assert cached.length == 5

@@ -3,10 +3,9 @@
 Parameter names follow Hugging Face (`wte`, `wpe`, `h.{i}.ln_1`, `attn.c_attn`, `attn.c_proj`, `mlp.c_fc`,
 `mlp.c_proj`, `ln_f`), so a `transformers` checkpoint loads through `convert_hf_state_dict`, whose only real
 work is transposing HF's `Conv1D` weights (stored (in, out)) into `nn.Linear` layout (out, in).
-Decoding uses a preallocated KV cache and the shared `pytorch_in_action.generation` loop; the projections are
-`layers.linear.Linear` (an `nn.Linear` that runs the few-row products of decoding through the fastest packed
-kernel it measures on this CPU). `generate(compile=True)` decodes batch 1 through one native call per token
-(`models.gpt2_decode`) and larger batches through `torch.compile`.
+`generate` runs these same modules over a preallocated KV cache through the shared `pytorch_in_action.generation`
+loop: the code that decodes is the code above it. Faster decoding on a CPU (packed weights, a compiled or native
+one-token step) is an optimisation kept apart, in `pytorch_in_action.fast`.
 """
 
 from __future__ import annotations
@@ -22,8 +21,6 @@ from torch import Tensor, nn
 
 from pytorch_in_action import generation
 from pytorch_in_action.layers.feedforward import hf_activation
-from pytorch_in_action.layers.linear import Linear, release_packed
-from pytorch_in_action.models import gpt2_decode
 from pytorch_in_action.models.hf_loading import load_converted, load_hf_folder
 
 
@@ -68,7 +65,7 @@ class KVCache:
 
     def __init__(self, n_layer: int, batch: int, n_head: int, max_len: int, head_dim: int,
                  dtype: torch.dtype, device: torch.device) -> None:
-        # one (B, nh, max_len, hs) buffer per layer: written in place, also by a compiled decoding step
+        # one (B, nh, max_len, hs) buffer per layer, written in place as tokens arrive
         shape = (batch, n_head, max_len, head_dim)
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]
@@ -76,24 +73,10 @@ class KVCache:
         self.mask: Tensor | None = None  # (B, max_len) bool, None when no row has padding
         self.next_pos: Tensor | None = None  # (B,) position id of the next token (left padding shifts it)
         self.seq: Tensor | None = None  # (B, length) tokens so far, kept only by the uncached reference path
-        self.compiled = False  # decode through a compiled step (see `use_compiled_step`)
-        self.native_ok = False  # batch 1 may decode through the native step (`models.gpt2_decode`)
-        self.native: gpt2_decode.BoundCache | None = None  # these buffers, bound for the native step
-        self.weights_checked = False  # the native step's packed weights were checked against the model's
-
-    def use_compiled_step(self) -> None:
-        """Decode through the torch.compile'd step: the buffers' length dimension is symbolic there, so one graph
-        serves every cache length. Marked once per buffer, not per step (a mark costs ~50 µs)."""
-        self.compiled = True
-        for buf in self.k + self.v:
-            torch._dynamo.mark_dynamic(buf, 2)
 
     def reorder(self, index: Tensor) -> KVCache:
         """Rows follow `index` (beam search); works in place on new tensors."""
         self.k, self.v = [k[index] for k in self.k], [v[index] for v in self.v]
-        self.native = None  # bound to the old buffers
-        if self.compiled:
-            self.use_compiled_step()  # new buffers: mark them too
         if self.mask is not None:
             self.mask = self.mask[index]
         if self.next_pos is not None:
@@ -109,8 +92,8 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPT2Config, layer_idx: int) -> None:
         super().__init__()
         self.n_head, self.head_dim = cfg.n_head, cfg.n_embd // cfg.n_head
-        self.c_attn = Linear(cfg.n_embd, 3 * cfg.n_embd)
-        self.c_proj = Linear(cfg.n_embd, cfg.n_embd)
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd)
         self.resid_dropout = nn.Dropout(cfg.resid_pdrop)
         self.attn_pdrop = cfg.attn_pdrop
         self.scale = (self.head_dim**-0.5 if cfg.scale_attn_weights else 1.0)
@@ -144,8 +127,8 @@ class MLP(nn.Module):
     def __init__(self, cfg: GPT2Config) -> None:
         super().__init__()
         inner = cfg.n_inner or 4 * cfg.n_embd
-        self.c_fc = Linear(cfg.n_embd, inner)
-        self.c_proj = Linear(inner, cfg.n_embd)
+        self.c_fc = nn.Linear(cfg.n_embd, inner)
+        self.c_proj = nn.Linear(inner, cfg.n_embd)
         self.act = hf_activation(cfg.activation_function)
         self.dropout = nn.Dropout(cfg.resid_pdrop)
 
@@ -223,7 +206,7 @@ class GPT2LMHeadModel(nn.Module):
         super().__init__()
         self.config = cfg
         self.transformer = GPT2Model(cfg)
-        self.lm_head = Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.transformer.wte.weight
 
@@ -240,53 +223,33 @@ class GPT2LMHeadModel(nn.Module):
             loss = F.cross_entropy(shifted, labels[:, 1:].flatten(), ignore_index=-100)
         return CausalLMOutput(logits=logits, loss=loss, last_hidden_state=h)
 
-    def __getstate__(self) -> dict:
-        """Pickled (torch.save(model), deepcopy) without the compiled decoding step: it belongs to this instance
-        and is rebuilt by the next `generate(compile=True)`."""
-        state = dict(super().__getstate__())
-        state.pop("_compiled_step", None)
-        return state
-
-    def release_compiled_step(self) -> None:
-        """Free what `generate(compile=True)` keeps on the model (the native step's packed weights, the
-        torch.compile'd step) and the `Linear` layers' packed copies; all are rebuilt when next needed."""
-        self.__dict__.pop("_compiled_step", None)
-        release_packed(self)
-
     @torch.inference_mode()
     def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None, max_new_tokens: int = 20,
                  do_sample: bool = False, num_beams: int = 1, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, eos_token_id: int | None = None, pad_token_id: int | None = None,
                  length_penalty: float = 1.0, early_stopping: bool = False,
-                 generator: torch.Generator | None = None, use_cache: bool = True, compile: bool = False) -> Tensor:
+                 generator: torch.Generator | None = None, use_cache: bool = True) -> Tensor:
         """Continue `input_ids` (B, P), left-padded when `attention_mask` has zeros; returns (B, P + new).
 
-        `use_cache=False` recomputes the whole sequence every step (slow; it exists to check the cache).
-        `compile=True` runs the one-token decoding step compiled. At batch 1 on the CPU in float32 that is one
-        call per token into a C++ kernel built for this CPU on first use (`models.gpt2_decode`): it streams the
-        weights about as fast as a plain read of their bytes, at the price of a packed copy of them (~500 MB for
-        the 124M model, made on the first call and again after a weight changes; `release_compiled_step` frees
-        it). Other batch sizes, dtypes and devices go through `torch.compile` with a C++ wrapper (the first call
-        for a batch size compiles; later ones reuse it, whatever the prompt and output lengths): the step's small
-        operations fuse into a few kernels and its Python disappears.
+        Every step runs the blocks above: the prompt once (the prefill), then one token per row against the
+        cached keys and values. `use_cache=False` recomputes the whole sequence every step (slow; it exists to
+        check the cache). For faster CPU decoding with the same tokens see `pytorch_in_action.fast.cpu_decoder`.
         """
-        generation.check_prompt(input_ids)
-        B, P = input_ids.shape
-        n_positions = self.config.n_positions
-        if P + max_new_tokens > n_positions:
-            raise ValueError(f"prompt + max_new_tokens = {P + max_new_tokens} exceeds n_positions {n_positions}")
-        if compile and not use_cache:
-            raise ValueError("compile=True needs use_cache=True")
-        cache = self.new_cache(input_ids, attention_mask, P + max_new_tokens)
-        if compile:
-            cache.use_compiled_step()
-            cache.native_ok = gpt2_decode.supports(self, 1)
-        step = self._step_cached if use_cache else self._step_uncached
+        cache = self.start_decoding(input_ids, attention_mask, max_new_tokens)
+        step = self.decode_step if use_cache else self._step_uncached
         return generation.generate(
             step, input_ids, cache, max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams,
             temperature=temperature, top_k=top_k, top_p=top_p, eos_token_id=eos_token_id,
             pad_token_id=pad_token_id, length_penalty=length_penalty, early_stopping=early_stopping,
             generator=generator, reorder_cache=KVCache.reorder)
+
+    def start_decoding(self, input_ids: Tensor, attention_mask: Tensor | None, max_new_tokens: int) -> KVCache:
+        """Check the prompts (B, P) and make the cache that `generate` fills: one place for every decoder."""
+        generation.check_prompt(input_ids)
+        P, n_positions = input_ids.size(1), self.config.n_positions
+        if P + max_new_tokens > n_positions:
+            raise ValueError(f"prompt + max_new_tokens = {P + max_new_tokens} exceeds n_positions {n_positions}")
+        return self.new_cache(input_ids, attention_mask, P + max_new_tokens)
 
     def new_cache(self, input_ids: Tensor, attention_mask: Tensor | None, max_len: int) -> KVCache:
         """An empty KV cache for `max_len` positions of these prompts (B, P), remembering their left padding."""
@@ -297,11 +260,9 @@ class GPT2LMHeadModel(nn.Module):
             cache.mask[:, :P] = attention_mask.bool()
         return cache
 
-    def _step_cached(self, new_tokens: Tensor, cache: KVCache) -> tuple[Tensor, KVCache]:
+    def decode_step(self, new_tokens: Tensor, cache: KVCache) -> tuple[Tensor, KVCache]:
         """Feed `new_tokens` (B, t) after the cached ones; logits of the last position (B, V)."""
         T, past = new_tokens.size(1), cache.length
-        if T == 1 and past > 0 and not self.training:
-            return self._next_token_logits(new_tokens, cache), cache
         mask = cache.mask[:, :past + T] if cache.mask is not None else None
         if past == 0:  # prefill: positions count real tokens only, as HF does for left padding
             if mask is None:
@@ -315,69 +276,6 @@ class GPT2LMHeadModel(nn.Module):
             cache.next_pos = cache.next_pos + 1
         h = self.transformer(new_tokens, mask, position_ids, cache)
         return self.lm_head(h[:, -1]), cache
-
-    def _next_token_logits(self, new_tokens: Tensor, cache: KVCache) -> Tensor:
-        """One new token per row (B, 1) after the cached ones, in eval mode: logits (B, V), cache advanced."""
-        B = new_tokens.size(0)
-        if cache.compiled and B == 1 and cache.native_ok:  # one native call
-            step = _native_decode_step(self, check_weights=not cache.weights_checked)
-            cache.weights_checked = True  # once per generate() call: the check costs ~1 µs per parameter
-            if cache.native is None:
-                cache.native = step.bind(cache.k, cache.v, None if cache.mask is None else cache.mask[0])
-            logits = step(cache.native, int(new_tokens), int(cache.next_pos), cache.length)
-        else:
-            past = torch.full((1,), cache.length, device=new_tokens.device)  # a tensor: one graph for all steps
-            S = cache.length + 1
-            if cache.compiled:  # whole fixed-shape buffers in, written in place; attention reads their first S slots
-                layers = list(zip(cache.k, cache.v))
-                mask = (torch.ones(B, S, dtype=torch.bool, device=new_tokens.device) if cache.mask is None
-                        else cache.mask[:, :S].contiguous()).view(B, 1, 1, S)  # padded or not: the same graph
-                torch._dynamo.mark_dynamic(mask, 3)  # S is symbolic: one graph for every step
-                # inputs made contiguous: a graph is specialised to strides too
-                logits = _compiled_decode_step(self)(new_tokens.contiguous(), cache.next_pos.contiguous(), past,
-                                                     mask, layers, False)
-            else:  # attend over the slots written so far; only left padding needs a mask
-                layers = [(k[:, :, :S], v[:, :, :S]) for k, v in zip(cache.k, cache.v)]
-                mask = None if cache.mask is None else cache.mask[:, None, None, :S]  # (B, 1, 1, S)
-                logits = self._decode_step(new_tokens, cache.next_pos, past, mask, layers, True)
-        cache.length += 1
-        cache.next_pos = cache.next_pos + 1
-        return logits
-
-    def _decode_step(self, new_tokens: Tensor, position_ids: Tensor, past: Tensor, attn_mask: Tensor | None,
-                     layers: list[tuple[Tensor, Tensor]], packed: bool) -> Tensor:
-        """The blocks' math for one new token per row (B, 1), written out flat: logits (B, V).
-
-        At batch 1 a step does ~12 real operations per layer while streaming 500 MB of weights, so everything
-        around the matrix products is lost time: here a layer is its real operations and little else (no module
-        calls). The function only sees tensors and fixed Python values, so `torch.compile` can take it whole.
-        `layers` holds each layer's key and value buffers (B, nh, max_len, hs); this token's go to slot `past`, a
-        (1,) tensor. Attention reads the first `attn_mask.size(-1)` slots when a mask (B, 1, 1, S) is given, else
-        the whole buffers (the caller then passes the written slots). `packed` routes the products through
-        `Linear` (the fastest packed kernel, measured) rather than a plain `F.linear`.
-        """
-        t, cfg = self.transformer, self.config
-        B, C = new_tokens.size(0), cfg.n_embd
-        nh, hs = cfg.n_head, C // cfg.n_head
-
-        def proj(module: nn.Linear, x: Tensor) -> Tensor:
-            return module(x) if packed else F.linear(x, module.weight, module.bias)
-
-        x = t.wte(new_tokens) + t.wpe(position_ids)[:, None]  # (B, 1, C)
-        for (k_buf, v_buf), block in zip(layers, t.h):
-            attn, mlp = block.attn, block.mlp
-            h = F.layer_norm(x, (C,), block.ln_1.weight, block.ln_1.bias, block.ln_1.eps)
-            qkv = proj(attn.c_attn, h).view(B, 3, nh, 1, hs)  # T = 1: q, k, v of each head
-            k_buf[:, :, past] = qkv[:, 1]  # (B, nh, 1, hs) into slot `past`
-            v_buf[:, :, past] = qkv[:, 2]
-            if attn_mask is not None:  # attend to the first S slots only
-                k_buf, v_buf = k_buf[:, :, :attn_mask.size(-1)], v_buf[:, :, :attn_mask.size(-1)]
-            y = F.scaled_dot_product_attention(qkv[:, 0], k_buf, v_buf, attn_mask=attn_mask, scale=attn.scale)
-            x = x + proj(attn.c_proj, y.reshape(B, 1, C))  # (B, nh, 1, hs): one query, heads already side by side
-            h = F.layer_norm(x, (C,), block.ln_2.weight, block.ln_2.bias, block.ln_2.eps)
-            x = x + proj(mlp.c_proj, mlp.act(proj(mlp.c_fc, h)))
-        x = F.layer_norm(x[:, 0], (C,), t.ln_f.weight, t.ln_f.bias, t.ln_f.eps)  # (B, C)
-        return proj(self.lm_head, x)
 
     def _step_uncached(self, new_tokens: Tensor, state: KVCache) -> tuple[Tensor, KVCache]:
         """Reference path: keep the whole sequence in `state.seq` and run the full model on it every step."""
@@ -402,35 +300,6 @@ class GPT2LMHeadModel(nn.Module):
         model = cls(GPT2Config.from_dict(config))
         load_converted(model, convert_hf_state_dict(state_dict), str(path))
         return model.eval()
-
-
-def _weights_stamp(model: nn.Module) -> tuple:
-    """Where every parameter lives and how often it was changed in place: differs once any weight changed."""
-    return tuple((p.data_ptr(), 0 if p.is_inference() else p._version) for p in model.parameters())
-
-
-def _native_decode_step(model: GPT2LMHeadModel, check_weights: bool = True) -> gpt2_decode.NativeDecodeStep:
-    """The model's native batch-1 step (`models.gpt2_decode`), kept on the model. Its packed weights are a copy:
-    the step is rebuilt when any parameter has changed since packing, or the thread count has (`check_weights`:
-    looked at once per generate() call, not per token)."""
-    steps = model.__dict__.setdefault("_compiled_step", {})
-    if check_weights or "native" not in steps:
-        stamp = (_weights_stamp(model), torch.get_num_threads())
-        if steps.get("native_stamp") != stamp:
-            steps.pop("native", None)  # the old packed copy goes before the new one is made
-            steps["native"], steps["native_stamp"] = gpt2_decode.NativeDecodeStep(model), stamp
-    return steps["native"]
-
-
-def _compiled_decode_step(model: GPT2LMHeadModel):
-    """`model._decode_step` through `torch.compile` with `cpp_wrapper` (the step's kernels called from C++
-    instead of a Python wrapper), compiled once and kept on the model: lengths are symbolic, so one build
-    serves every prompt and output length."""
-    steps = model.__dict__.setdefault("_compiled_step", {})
-    if "any" not in steps:
-        steps["any"] = torch.compile(model._decode_step, fullgraph=True, dynamic=False,
-                                     options={"cpp_wrapper": True})
-    return steps["any"]
 
 
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")

@@ -4,6 +4,7 @@ Parameter names are Hugging Face's (`shared`, `encoder.block.{i}.layer.0.SelfAtt
 `decoder.block.{i}.layer.1.EncDecAttention`, `final_layer_norm`, `lm_head`), so a `transformers` checkpoint loads
 almost as is (`convert_hf_state_dict` only fills in tied copies). Original T5 uses a ReLU feed-forward and a tied LM
 head whose input is rescaled by d_model**-0.5; T5 v1.1 uses gated-GELU and an untied head without the rescale.
+`generate` runs these modules over a preallocated cache; `pytorch_in_action.fast` holds a faster CPU decoder.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from torch import Tensor, nn
 
 from pytorch_in_action import generation
 from pytorch_in_action.layers.feedforward import hf_activation
-from pytorch_in_action.layers.linear import Linear, PackedWeight
 from pytorch_in_action.models.hf_loading import load_converted, load_hf_folder
 
 
@@ -109,10 +109,10 @@ class T5Attention(nn.Module):
         super().__init__()
         self.n_heads, self.d_kv = cfg.num_heads, cfg.d_kv
         inner = cfg.num_heads * cfg.d_kv
-        self.q = Linear(cfg.d_model, inner, bias=False)
-        self.k = Linear(cfg.d_model, inner, bias=False)
-        self.v = Linear(cfg.d_model, inner, bias=False)
-        self.o = Linear(inner, cfg.d_model, bias=False)
+        self.q = nn.Linear(cfg.d_model, inner, bias=False)
+        self.k = nn.Linear(cfg.d_model, inner, bias=False)
+        self.v = nn.Linear(cfg.d_model, inner, bias=False)
+        self.o = nn.Linear(inner, cfg.d_model, bias=False)
         self.dropout = cfg.dropout_rate
         self.is_decoder = is_decoder
         self.num_buckets, self.max_distance = cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance
@@ -129,11 +129,20 @@ class T5Attention(nn.Module):
     def split(self, x: Tensor) -> Tensor:
         return x.view(x.size(0), -1, self.n_heads, self.d_kv).transpose(1, 2)  # (B, nh, T, d_kv)
 
-    def forward(self, x: Tensor, bias: Tensor, kv: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    def forward(self, x: Tensor, bias: Tensor, kv: tuple[Tensor, Tensor] | None = None,
+                cache: tuple[Tensor, Tensor, int] | None = None) -> Tensor:
         """`bias` (position bias + additive mask) broadcasts to (B, nh, T, S); `kv` overrides keys/values
-        (cross-attention over the encoder, or the cached self-attention keys)."""
+        (cross-attention over the encoder). `cache` = (key buffer, value buffer, past), each buffer
+        (B, nh, max_len, d_kv): this call's keys/values go to slots past..past+T-1, attention reads 0..past+T-1."""
         q = self.split(self.q(x))  # (B, nh, T, d_kv)
-        k, v = kv if kv is not None else (self.split(self.k(x)), self.split(self.v(x)))
+        if kv is not None:
+            return self.attend(q, *kv, bias)
+        k, v = self.split(self.k(x)), self.split(self.v(x))  # (B, nh, T, d_kv)
+        if cache is not None:
+            k_buf, v_buf, past = cache
+            end = past + x.size(1)
+            k_buf[:, :, past:end], v_buf[:, :, past:end] = k, v
+            k, v = k_buf[:, :, :end], v_buf[:, :, :end]  # (B, nh, S, d_kv) all keys so far
         return self.attend(q, k, v, bias)
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
@@ -169,8 +178,8 @@ class T5DenseActDense(nn.Module):
 
     def __init__(self, cfg: T5Config) -> None:
         super().__init__()
-        self.wi = Linear(cfg.d_model, cfg.d_ff, bias=False)
-        self.wo = Linear(cfg.d_ff, cfg.d_model, bias=False)
+        self.wi = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
+        self.wo = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
         self.dropout = nn.Dropout(cfg.dropout_rate)
         self.act = _activation(cfg.feed_forward_proj)
 
@@ -183,9 +192,9 @@ class T5DenseGatedActDense(nn.Module):
 
     def __init__(self, cfg: T5Config) -> None:
         super().__init__()
-        self.wi_0 = Linear(cfg.d_model, cfg.d_ff, bias=False)
-        self.wi_1 = Linear(cfg.d_model, cfg.d_ff, bias=False)
-        self.wo = Linear(cfg.d_ff, cfg.d_model, bias=False)
+        self.wi_0 = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
+        self.wi_1 = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
+        self.wo = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
         self.dropout = nn.Dropout(cfg.dropout_rate)
         self.act = _activation(cfg.feed_forward_proj)
 
@@ -222,10 +231,12 @@ class T5Block(nn.Module):
         layers.append(T5LayerFF(cfg))
         self.layer = nn.ModuleList(layers)
 
-    def forward(self, x: Tensor, self_bias: Tensor, self_kv: tuple[Tensor, Tensor] | None = None,
+    def forward(self, x: Tensor, self_bias: Tensor, self_cache: tuple[Tensor, Tensor, int] | None = None,
                 cross_bias: Tensor | None = None, cross_kv: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """`self_cache` (key buffer, value buffer, past): see `T5Attention.forward`; `cross_kv` is the encoder's
+        keys and values for this block's cross-attention (decoder only)."""
         sa = self.layer[0]
-        x = x + sa.dropout(sa.SelfAttention(sa.layer_norm(x), self_bias, self_kv))
+        x = x + sa.dropout(sa.SelfAttention(sa.layer_norm(x), self_bias, cache=self_cache))
         if cross_kv is not None:
             ca = self.layer[1]
             x = x + ca.dropout(ca.EncDecAttention(ca.layer_norm(x), cross_bias, cross_kv))
@@ -319,8 +330,6 @@ class T5Cache:
         self.kv = cross_k.new_zeros(L, 2, B, nh, max_len, dk)  # self-attention keys and values side by side
         self.k, self.v = self.kv[:, 0], self.kv[:, 1]  # (L, B, nh, max_len, d_kv) views
         self.self_bias = self_bias  # (1, nh, max_len, max_len) position bias of every (query, key) pair
-        self.qkv_weight: list[Tensor] = []  # per decoder layer: q, k, v weights stacked, one product per step
-        self.qkv_packed: list[PackedWeight] = []  # their packed copies for few-row decoding
         self.length = 0
         self.seq: Tensor | None = None  # (B, length) decoder tokens, kept only by the uncached reference path
 
@@ -344,11 +353,12 @@ class T5ForConditionalGeneration(nn.Module):
         self.shared = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.encoder = T5Stack(cfg, self.shared, is_decoder=False)
         self.decoder = T5Stack(cfg, self.shared, is_decoder=True)
-        self.lm_head = Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.shared.weight
 
-    def _logits(self, h: Tensor) -> Tensor:
+    def logits(self, h: Tensor) -> Tensor:
+        """The LM head on decoder outputs h (..., d_model): logits (..., V)."""
         if self.config.tie_word_embeddings:  # the tied head reuses input embeddings: rescale as Mesh TF did
             h = h * self.config.d_model**-0.5
         return self.lm_head(h)
@@ -361,7 +371,7 @@ class T5ForConditionalGeneration(nn.Module):
             decoder_input_ids = shift_right(labels, self.config.decoder_start_token_id, self.config.pad_token_id)
         enc = self.encoder(input_ids, attention_mask)
         dec = self.decoder(decoder_input_ids, decoder_attention_mask, enc, attention_mask)
-        logits = self._logits(dec)
+        logits = self.logits(dec)
         loss = None
         if labels is not None:
             flat = logits.flatten(0, 1)
@@ -380,82 +390,25 @@ class T5ForConditionalGeneration(nn.Module):
         cross_bias = (additive_mask(attention_mask, enc.dtype) if attention_mask is not None
                       else enc.new_zeros(input_ids.size(0), 1, 1, 1))
         self_bias = self.decoder.self_bias(max_len, max_len, 0, None, enc.dtype)  # causal mask included
-        cache = T5Cache(torch.stack(ks), torch.stack(vs), cross_bias, max_len, self_bias)
-        for block in self.decoder.block:
-            att = block.layer[0].SelfAttention
-            cache.qkv_weight.append(torch.cat([att.q.weight, att.k.weight, att.v.weight]))  # (3 * inner, d_model)
-            cache.qkv_packed.append(PackedWeight(frozen=True))  # the cache owns the fused weight: never changed
-        return cache
+        return T5Cache(torch.stack(ks), torch.stack(vs), cross_bias, max_len, self_bias)
 
     def decode_step(self, new_tokens: Tensor, cache: T5Cache) -> tuple[Tensor, T5Cache]:
-        """Feed decoder tokens (B, t) after the cached ones; logits of the last position (B, V)."""
+        """Feed decoder tokens (B, t) after the cached ones, through the decoder blocks: logits of the last
+        position (B, V)."""
         T, past = new_tokens.size(1), cache.length
-        if T == 1 and not self.training and cache.kv.dtype in (torch.float32, torch.float64):
-            return self._decode_token(new_tokens, cache), cache
         x = self.shared(new_tokens)
-        bias = cache.self_bias[:, :, past:past + T, :past + T]  # (1, nh, T, S)
-        B = new_tokens.size(0)
+        bias = cache.self_bias[:, :, past:past + T, :past + T]  # (1, nh, T, S) position bias + causal mask
         for i, block in enumerate(self.decoder.block):
-            att = block.layer[0].SelfAttention
-            h = block.layer[0].layer_norm(x)
-            qkv = cache.qkv_packed[i].linear(h, cache.qkv_weight[i])  # one product for q, k and v
-            qkv = qkv.view(B, T, 3, att.n_heads, att.d_kv)
-            q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, nh, T, d_kv)
-            cache.k[i, :, :, past:past + T] = k
-            cache.v[i, :, :, past:past + T] = v
-            x = x + att.attend(q, cache.k[i, :, :, :past + T], cache.v[i, :, :, :past + T], bias)
-            ca = block.layer[1]
-            x = x + ca.EncDecAttention(ca.layer_norm(x), cache.cross_bias, (cache.cross_k[i], cache.cross_v[i]))
-            x = block.layer[2](x)
+            x = block(x, bias, (cache.k[i], cache.v[i], past), cache.cross_bias, (cache.cross_k[i], cache.cross_v[i]))
         cache.length += T
-        return self._logits(self.decoder.final_layer_norm(x[:, -1])), cache
-
-    def _decode_token(self, new_tokens: Tensor, cache: T5Cache) -> Tensor:
-        """One new token per row (B, 1), eval mode, float32/64: `decode_step`'s math written out flat.
-
-        Decoding a token streams every decoder weight once; at batch 1 the module calls, view bookkeeping and
-        separate key/value writes around the real operations cost about a tenth of the step (the T5 rows of
-        docs/benchmarks.md). Here each layer is its products, two fused attentions, three RMSNorms and the
-        residual adds.
-        """
-        B, past = new_tokens.size(0), cache.length
-        x = self.shared(new_tokens)  # (B, 1, d_model)
-        bias = cache.self_bias[:, :, past:past + 1, :past + 1]  # (1, nh, 1, S): position bias, causal by construction
-        kv_all = cache.kv[..., :past + 1, :]  # (L, 2, B, nh, S, d_kv) keys and values up to this token
-        kv_new = cache.kv[..., past, :]  # (L, 2, B, nh, d_kv) this token's slot
-        d = (x.size(-1),)
-        for i, block in enumerate(self.decoder.block):
-            sa, ca, ff = block.layer
-            att = sa.SelfAttention
-            h = F.rms_norm(x, d, sa.layer_norm.weight, sa.layer_norm.variance_epsilon)
-            qkv = cache.qkv_packed[i].linear(h, cache.qkv_weight[i]).view(B, 3, att.n_heads, att.d_kv)  # T = 1
-            kv_new[i].copy_(qkv[:, 1:].transpose(0, 1))  # (2, B, nh, d_kv)
-            k, v = kv_all[i]
-            y = F.scaled_dot_product_attention(qkv[:, 0, :, None], k, v, attn_mask=bias, scale=1.0)  # (B, nh, 1, d_kv)
-            x = x + att.o(y.reshape(B, 1, -1))  # one query: the heads are already side by side
-
-            att = ca.EncDecAttention
-            h = F.rms_norm(x, d, ca.layer_norm.weight, ca.layer_norm.variance_epsilon)
-            q = att.q(h).view(B, att.n_heads, 1, att.d_kv)
-            y = F.scaled_dot_product_attention(q, cache.cross_k[i], cache.cross_v[i], attn_mask=cache.cross_bias,
-                                               scale=1.0)
-            x = x + att.o(y.reshape(B, 1, -1))
-
-            h = F.rms_norm(x, d, ff.layer_norm.weight, ff.layer_norm.variance_epsilon)
-            x = x + ff.DenseReluDense(h)
-        cache.length += 1
-        ln = self.decoder.final_layer_norm
-        return self._logits(F.rms_norm(x[:, 0], d, ln.weight, ln.variance_epsilon))
+        return self.logits(self.decoder.final_layer_norm(x[:, -1])), cache
 
     def _decode_uncached(self, new_tokens: Tensor, state: T5Cache) -> tuple[Tensor, T5Cache]:
-        """Reference path: rerun the whole decoder on every step (keeps the sequence in `state.seq`)."""
+        """Reference path: rerun the decoder over the whole sequence (kept in `state.seq`) on every step, its keys
+        and values recomputed from the first position."""
         seq = new_tokens if state.length == 0 else torch.cat([state.seq, new_tokens], dim=1)
-        state.seq, state.length = seq, seq.size(1)
-        x = self.shared(seq)
-        bias = state.self_bias[:, :, :seq.size(1), :seq.size(1)]
-        for i, block in enumerate(self.decoder.block):
-            x = block(x, bias, None, state.cross_bias, (state.cross_k[i], state.cross_v[i]))
-        return self._logits(self.decoder.final_layer_norm(x[:, -1])), state
+        state.seq, state.length = seq, 0
+        return self.decode_step(seq, state)
 
     @torch.inference_mode()
     def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None, max_new_tokens: int = 20,
@@ -464,18 +417,23 @@ class T5ForConditionalGeneration(nn.Module):
                  length_penalty: float = 1.0, early_stopping: bool = False,
                  generator: torch.Generator | None = None, use_cache: bool = True) -> Tensor:
         """Encode `input_ids` (B, S) once, then decode from the start token; returns (B, 1 + new) like HF."""
-        generation.check_prompt(input_ids)
+        cache, start = self.start_decoding(input_ids, attention_mask, max_new_tokens)
+        step = self.decode_step if use_cache else self._decode_uncached
         cfg = self.config
         eos_token_id = cfg.eos_token_id if eos_token_id is None else eos_token_id
         pad_token_id = cfg.pad_token_id if pad_token_id is None else pad_token_id
-        cache = self.prefill_cache(input_ids, attention_mask, 1 + max_new_tokens)
-        step = self.decode_step if use_cache else self._decode_uncached
-        start = input_ids.new_full((input_ids.size(0), 1), cfg.decoder_start_token_id)
         return generation.generate(
             step, start, cache, max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams,
             temperature=temperature, top_k=top_k, top_p=top_p, eos_token_id=eos_token_id,
             pad_token_id=pad_token_id, length_penalty=length_penalty, early_stopping=early_stopping,
             generator=generator, reorder_cache=T5Cache.reorder)
+
+    def start_decoding(self, input_ids: Tensor, attention_mask: Tensor | None,
+                       max_new_tokens: int) -> tuple[T5Cache, Tensor]:
+        """Check the sources (B, S), encode them into a cache for `max_new_tokens`, and the start tokens (B, 1)."""
+        generation.check_prompt(input_ids)
+        cache = self.prefill_cache(input_ids, attention_mask, 1 + max_new_tokens)
+        return cache, input_ids.new_full((input_ids.size(0), 1), self.config.decoder_start_token_id)
 
     @classmethod
     def from_hf(cls, hf_model: nn.Module) -> T5ForConditionalGeneration:

@@ -17,7 +17,7 @@
 // Packed layout of a weight W (N out x K in): blocks of NR output columns, block b = W[b*NR:(b+1)*NR, :]^T
 // stored (K, NR), rows past N zero. Thread t of T owns blocks [t*nb/T, (t+1)*nb/T) of every weight (and takes
 // the others' last blocks when it is done with its own, see `Claims`).
-// The Python side (models/gpt2_decode.py) packs with the same rule.
+// The Python side (fast/gpt2_native.py) packs with the same rule.
 
 #include <math.h>
 #include <omp.h>

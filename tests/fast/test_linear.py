@@ -1,11 +1,12 @@
-"""The cache-blocked Linear is nn.Linear: same outputs, gradients and state_dict, for every row count."""
+"""Few-row products through packed weights and cache blocking compute `F.linear`: same outputs (and gradients
+where autograd runs), for every row count and backend, with the model's `nn.Linear` layers left as they are."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from pytorch_in_action.layers import linear as L
+from pytorch_in_action.fast import linear as L
 
 
 @pytest.mark.parametrize("rows", [1, 2, 8, 64, 65])
@@ -32,12 +33,29 @@ def test_leading_dimensions_count_as_rows(monkeypatch):
     assert_close(L.blocked_linear(x, w, b), F.linear(x, w, b))
 
 
-def test_module_loads_nn_linear_state_dict():
-    ref = torch.nn.Linear(32, 48)
-    ours = L.Linear(32, 48)
-    ours.load_state_dict(ref.state_dict(), strict=True)
+class Packed:
+    """An `nn.Linear` and its `PackedLinears`: `self(x)` is the layer's product through the packed path."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        self.module = torch.nn.Linear(in_features, out_features)
+        self.linears = L.PackedLinears(self.module)
+        self.weight, self.bias = self.module.weight, self.module.bias
+        self._packed = self.linears.packs[self.module]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linears(self.module, x)
+
+
+def test_packed_linears_cover_every_linear_and_leave_the_model_untouched():
+    model = torch.nn.Sequential(torch.nn.Linear(32, 48), torch.nn.ReLU(), torch.nn.Linear(48, 8))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    linears = L.PackedLinears(model)
+    assert set(linears.packs) == {model[0], model[2]}
     x = torch.randn(4, 32)
-    assert_close(ours(x), ref(x))
+    with torch.no_grad():
+        assert_close(linears(model[2], linears(model[0], x).relu()), model(x), rtol=1e-5, atol=1e-5)
+    assert all(type(m) is not L.PackedWeight for m in model.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 needs_mkl = pytest.mark.skipif(not L.packed_gemm_available(), reason="this torch build has no MKL packed GEMM")
@@ -46,7 +64,7 @@ needs_mkl = pytest.mark.skipif(not L.packed_gemm_available(), reason="this torch
 @needs_mkl
 def test_packed_path_equals_f_linear_and_packs_only_repeated_row_counts():
     torch.manual_seed(0)
-    lin = L.Linear(96, 200)
+    lin = Packed(96, 200)
     with torch.no_grad():
         lin(torch.randn(2, 5, 96))  # a prompt's prefill, 10 rows, once: no packing
         assert lin._packed.key is None
@@ -63,7 +81,7 @@ def test_packed_path_equals_f_linear_and_packs_only_repeated_row_counts():
 
 @needs_mkl
 def test_packed_copy_follows_in_place_weight_updates():
-    lin = L.Linear(32, 48)
+    lin = Packed(32, 48)
     x = torch.randn(4, 32)
     with torch.no_grad():
         lin(x), lin(x)
@@ -72,13 +90,13 @@ def test_packed_copy_follows_in_place_weight_updates():
         out = lin(x)
     assert lin._packed.key != key
     assert_close(out, F.linear(x, lin.weight, lin.bias), rtol=1e-5, atol=1e-5)
-    lin.release_packed()
+    lin.linears.release()
     assert lin._packed.packed is None
 
 
 @needs_mkl
 def test_packed_path_stays_out_of_training_and_autocast():
-    lin = L.Linear(32, 48)
+    lin = Packed(32, 48)
     x = torch.randn(4, 32)
     for _ in range(3):
         out = lin(x)  # gradients wanted: ordinary autograd path
@@ -139,13 +157,12 @@ def test_fastest_backend_is_measured_once_per_shape(monkeypatch):
 def test_backend_can_be_forced_and_a_bad_name_is_one_line(monkeypatch):
     monkeypatch.setattr(L, "_chosen", {})
     monkeypatch.setenv("PIA_LINEAR_BACKEND", "blocked")
-    lin = L.Linear(24, 70)
+    lin = Packed(24, 70)
     x = torch.randn(4, 24)
     with torch.no_grad():
         lin(x), lin(x)
     assert lin._packed.backend == "blocked" and not L._chosen
     monkeypatch.setenv("PIA_LINEAR_BACKEND", "cublas")
-    lin = L.Linear(24, 70)
-    from pytorch_in_action.errors import PiaError
-    with torch.no_grad(), pytest.raises(PiaError, match="PIA_LINEAR_BACKEND='cublas': choose one of plain"):
+    lin = Packed(24, 70)
+    with torch.no_grad(), pytest.raises(ValueError, match="PIA_LINEAR_BACKEND='cublas': choose one of plain"):
         lin(x), lin(x)

@@ -1,11 +1,11 @@
 """GPT-2's one-token step at batch 1 as one native call: the fastest way this library decodes on a CPU.
 
 At batch 1 every new token reads all the weights once, so decoding runs at the speed weights stream from memory.
-`native/gpt2_decode.cpp` keeps that stream unbroken: the weights are packed once, in reading order, into one
+`fast/native/gpt2_decode.cpp` keeps that stream unbroken: the weights are packed once, in reading order, into one
 contiguous stream per thread, and the whole step (embeddings, layer norms, attention over the KV cache, GELU,
 residuals, head) runs in one parallel region with a barrier wherever one result feeds the next. This module
-packs the weights and calls the kernel; `GPT2LMHeadModel.generate(compile=True)` uses it at batch 1 for float32
-CPU models. The packed stream is a second copy of the weights (~500 MB for the 124M model), rebuilt when a
+packs the weights and calls the kernel; `fast.gpt2.GPT2Decoder` uses it at batch 1 for float32 CPU models. The
+packed stream is a second copy of the weights (~500 MB for the 124M model), rebuilt when a
 weight or the thread count changes.
 """
 
@@ -16,12 +16,12 @@ import ctypes
 import torch
 from torch import Tensor, nn
 
-from pytorch_in_action import native
+from pytorch_in_action.fast import native
 
 NR = 32  # output columns per packed block: `NR` in gpt2_decode.cpp
 ACTIVATIONS = {"gelu_new": 0, "gelu_pytorch_tanh": 0, "gelu": 1, "relu": 2, "silu": 3, "swish": 3}
 # ^ HF activation name -> the kernel's code for the same formula ("tanh", which GPT2LMHeadModel also takes, is
-#   not one: such a model decodes through torch.compile)
+#   not one: such a model decodes through the torch step of `fast.gpt2`)
 
 _ptr = ctypes.c_void_p
 

@@ -1,4 +1,4 @@
-"""`nn.Linear` made fast for the few-row inputs of decoding: the fastest of four kernels, chosen by measuring.
+"""Few-row products (the `nn.Linear` calls of decoding) through the fastest of four kernels, chosen by measuring.
 
 Decoding a batch of B sequences multiplies a (B, in) activation by every weight once per new token, so the
 time goes into reading weights, and the matrix library's habits decide how fast that is. A general BLAS matrix
@@ -14,11 +14,13 @@ depends on the CPU. Four kernels compute the same product:
 
 Measured on two 2-core machines (float32, 8 rows, a 768 x 3072 weight): on an Intel Xeon MKL's packed GEMM
 streams 45 GB/s against 16 for `F.linear`; on an AMD EPYC, where MKL takes slow code paths, oneDNN streams
-75 GB/s against 17 for both MKL kernels. So `Linear` times the kernels on its first repeated few-row call (a
+75 GB/s against 17 for both MKL kernels. So `PackedWeight` times the kernels on its first repeated few-row call (a
 handful of interleaved calls each, once per process for each weight shape and row count) and keeps the winner
-and its packed copy. Training is untouched: same parameters, state_dict and autograd as `nn.Linear`. The price
-is memory: one packed copy of each weight while the module is used for decoding (drop it with
-`release_packed`). `PIA_LINEAR_BACKEND=plain|blocked|mkl|onednn` skips the measurement.
+and its packed copy. The models keep plain `nn.Linear` layers: the fast decoders (`fast.gpt2`, `fast.t5`) route
+those layers' weights through a `PackedLinears` of their own. The price is memory: one packed copy of each weight
+while decoding (drop it with `PackedLinears.release`). `PIA_LINEAR_BACKEND=plain|blocked|mkl|onednn` skips the
+measurement. The packed kernels are private torch ops (`torch.ops.mkl`, `torch.ops.mkldnn`); a build without them
+falls back to `plain` and `blocked`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pytorch_in_action.errors import PiaError
 from pytorch_in_action.timing import interleaved_medians
 
 BLOCK_BYTES = 768 << 10  # weight bytes per block: fits the 2 MiB L2 cache of one core here with room to spare
@@ -78,7 +79,7 @@ def forced_backend() -> str | None:
     """The backend named by `PIA_LINEAR_BACKEND`, or None to measure."""
     name = os.environ.get("PIA_LINEAR_BACKEND", "").strip().lower() or None
     if name is not None and name not in available_backends():
-        raise PiaError(f"PIA_LINEAR_BACKEND={name!r}: choose one of {', '.join(available_backends())}")
+        raise ValueError(f"PIA_LINEAR_BACKEND={name!r}: choose one of {', '.join(available_backends())}")
     return name
 
 
@@ -163,29 +164,19 @@ class PackedWeight:
     def release(self) -> None:
         self.key = self.packed = None
 
-    def __getstate__(self) -> dict:
-        """Pickled (torch.save(model), deepcopy) without the packed copy: an opaque buffer, rebuilt on use."""
-        return {**self.__dict__, "key": None, "packed": None}
 
+class PackedLinears:
+    """A `PackedWeight` for every `nn.Linear` of a model: `self(module, x)` is `module(x)` computed through it.
 
-class Linear(nn.Linear):
-    """`nn.Linear` with fast few-row inference (the fastest packed kernel, else cache blocking); identical
-    parameters, init, state_dict and gradients."""
+    The model is not changed: its layers stay `nn.Linear`, and the packed copies live here, beside it."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._packed = PackedWeight()
+    def __init__(self, model: nn.Module) -> None:
+        self.packs = {m: PackedWeight() for m in model.modules() if isinstance(m, nn.Linear)}
 
-    def forward(self, input: Tensor) -> Tensor:
-        return self._packed.linear(input, self.weight, self.bias)
+    def __call__(self, module: nn.Linear, x: Tensor) -> Tensor:
+        return self.packs[module].linear(x, module.weight, module.bias)
 
-    def release_packed(self) -> None:
-        """Free the packed copy of the weight (it is rebuilt on the next few-row inference call)."""
-        self._packed.release()
-
-
-def release_packed(model: nn.Module) -> None:
-    """Free the packed weight copies of every `Linear` in `model`."""
-    for m in model.modules():
-        if isinstance(m, Linear):
-            m.release_packed()
+    def release(self) -> None:
+        """Free every packed copy (each is rebuilt on its next few-row call)."""
+        for pack in self.packs.values():
+            pack.release()

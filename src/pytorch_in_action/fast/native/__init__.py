@@ -1,0 +1,83 @@
+"""Small C++ kernels built on first use with `torch.utils.cpp_extension` and called through ctypes.
+
+Each kernel is one `.cpp` file next to this module exposing plain C functions (no Python or torch headers), so it
+is built as a plain shared library (`is_python_module=False`) and its functions are called with ctypes. It is
+built for this CPU (`-march=native`) with OpenMP: the library links `libgomp.so.1`, the copy torch has already
+loaded, so the kernel's threads are torch's threads. Builds are cached under `$PIA_CACHE/native` (default
+`~/.cache/pytorch_in_action/native`), one folder per kernel and CPU (a library built with `-march=native` must not
+run on another CPU); `cpp_extension` rebuilds when the source or the flags change and locks the folder while it
+builds, so a second process never loads a half-written library. Building needs a C++ compiler (`$CXX`, default
+`c++`) and `ninja`; without them the loader says so in one line.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+
+from pytorch_in_action.data.cache import cache_dir
+
+CFLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno")
+
+
+class BuildError(RuntimeError):
+    """A native kernel could not be built here (no compiler, no ninja, or the compiler failed); one line."""
+
+
+def _cpu_signature() -> str:
+    """The CPU model and feature flags: a library built with -march=native must not run on another CPU."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.machine() + platform.processor()
+    return "\n".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags", "Features"))}))
+
+
+def _cpp_extension():
+    """`torch.utils.cpp_extension`, imported without its CUDA_HOME notice (these kernels are CPU only)."""
+    log = logging.getLogger("torch.utils.cpp_extension")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        log.setLevel(level)
+    return cpp_extension
+
+
+def _first_error(message: str) -> str:
+    """The compiler's first error line out of cpp_extension's whole build log."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "error" in ln.lower() and not ln.startswith(("FAILED", "ninja:"))]
+    return (errors or lines or ["no message"])[0]
+
+
+@cache
+def load(name: str) -> ctypes.CDLL:
+    """The compiled library of `native/<name>.cpp`, built on first use (a few seconds) and cached."""
+    source = Path(__file__).with_name(f"{name}.cpp")
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        raise BuildError(f"building the native kernel {name!r} needs a C++ compiler: {compiler!r} was not found "
+                         "(install g++ or set CXX)")
+    cpp_extension = _cpp_extension()
+    if not cpp_extension.is_ninja_available():
+        raise BuildError(f"building the native kernel {name!r} needs ninja (pip install ninja)")
+    cpu = hashlib.sha256(_cpu_signature().encode()).hexdigest()[:12]
+    build = cache_dir() / "native" / f"{name}-{cpu}"
+    build.mkdir(parents=True, exist_ok=True)
+    try:
+        path = cpp_extension.load(f"pia_{name}", [str(source)], extra_cflags=list(CFLAGS),
+                                  extra_ldflags=["-fopenmp"], build_directory=str(build),
+                                  is_python_module=False, verbose=False)
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as err:
+        raise BuildError(f"building the native kernel {name!r} with {compiler} failed: {_first_error(str(err))}") \
+            from None
+    return ctypes.CDLL(str(path))
