@@ -71,9 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         c = compare(enc_ours, lambda r=ref, t=texts: [r.encode(x).ids for x in t], warmup=1, repeats=repeats)
         rows.append([f"BPE encode, {name}, one text per call", c.ours_s, c.ref_s, c.ratio])
         wref = ref_wordpiece(texts, vs)
-        wours = WordPieceTokenizer().train(texts, vs, min_frequency=0, special_tokens=["[UNK]"],
-                                           reference_vocab=wref.get_vocab())
-        assert wours.get_vocab() == wref.get_vocab()
+        wours = WordPieceTokenizer().train(texts, vs, min_frequency=0, special_tokens=["[UNK]"])
+        # Rust numbers `##c` pieces in hash order: only the tokens learnt before the first tie that order
+        # decides are shared by every run (see text/trainer.py)
+        shared = wours.hash_tie_at or len(wours.id_to_token)
+        rust_tokens = sorted(wref.get_vocab(), key=wref.get_vocab().__getitem__)
+        assert set(wours.id_to_token[:shared]) == set(rust_tokens[:shared])
         c = compare(lambda t=texts: WordPieceTokenizer().train(t, vs, min_frequency=0, special_tokens=["[UNK]"]),
                     lambda t=texts: ref_wordpiece(t, vs), warmup=1, repeats=repeats)
         rows.append([f"WordPiece train, {name}", c.ours_s, c.ref_s, c.ratio])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import random
 from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,6 +30,18 @@ def chinese(n: int = 300) -> list[str]:
     return lines[:n]
 
 
+@cache
+def mixed(seed: int = 1) -> list[str]:
+    """A small English/Chinese corpus full of once-seen numbers: most number pairs occur too rarely to merge
+    at `min_frequency=2`, so a trainer must stop early rather than fill `vocab_size`."""
+    rng = random.Random(seed)
+    en, zh = english(), chinese()
+    texts = [f"{rng.choice(en)} {rng.randint(0, 10 ** rng.randint(2, 7))}" for _ in range(rng.randint(10, 60))]
+    texts += [rng.choice(zh)[:20] + f" {rng.randint(0, 10 ** 5)}" for _ in range(rng.randint(1, 4))]
+    texts += [f"{rng.randint(0, 10 ** 6)} {rng.random():.3f}" for _ in range(rng.randint(0, 40))]
+    return texts
+
+
 @pytest.fixture(scope="session")
 def corpora() -> SimpleNamespace:
-    return SimpleNamespace(english=english, chinese=chinese)
+    return SimpleNamespace(english=english, chinese=chinese, mixed=mixed)

@@ -1,8 +1,10 @@
 """WordPiece (BERT's subwords), trained and applied from scratch; equal to `tokenizers`' WordPiece model
-trained by `WordPieceTrainer` with the `BertPreTokenizer` and the `WordPiece` decoder.
+trained by `WordPieceTrainer` with the `BertPreTokenizer`, the `WordPiece` decoder and, when given, the
+`BertNormalizer`.
 
 Training is BPE with a `##` prefix on every non-initial piece; encoding is greedy longest-match-first,
-and a word with any unmatched part becomes a single unknown token.
+and a word with any unmatched part becomes a single unknown token. Without a normaliser, a Chinese
+sentence with no spaces is one long word; BERT's normaliser makes each Chinese character a word.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from pytorch_in_action.text.encoding import Encoding, pad_and_truncate, split_special
+from pytorch_in_action.text.normalize import BertNormalizer
 from pytorch_in_action.text.pretokenize import bert_split
 from pytorch_in_action.text.trainer import train_bpe
 
@@ -20,28 +23,37 @@ _CLEANUP = [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), ("
 
 
 class WordPieceTokenizer:
-    """WordPiece: `train` learns a vocabulary, `encode` splits each word greedily into the longest pieces."""
+    """WordPiece: `train` learns a vocabulary, `encode` splits each word greedily into the longest pieces.
+
+    `normalizer` (e.g. `BertNormalizer()`) rewrites text before it is cut into words, in training and in
+    encoding; offsets still point into the text as given."""
 
     def __init__(self, unk_token: str = "[UNK]", continuing_subword_prefix: str = "##",
-                 max_input_chars_per_word: int = 100) -> None:
+                 max_input_chars_per_word: int = 100, normalizer: BertNormalizer | None = None) -> None:
+        self.normalizer = normalizer
         self.unk_token = unk_token
         self.prefix = continuing_subword_prefix
         self.max_input_chars_per_word = max_input_chars_per_word
         self.vocab: dict[str, int] = {}
         self.id_to_token: list[str] = []
         self.special_tokens: list[str] = []
+        self.tied_alphabet: frozenset[str] = frozenset()
+        self.hash_tie_at: int | None = None
 
     def train(self, texts: Iterable[str], vocab_size: int, min_frequency: int = 2,
               special_tokens: Sequence[str] = (), limit_alphabet: int | None = None,
-              initial_alphabet: Iterable[str] = (), reference_vocab: dict[str, int] | None = None
-              ) -> WordPieceTokenizer:
-        """Learn a vocabulary of `vocab_size` tokens. `reference_vocab` (a Rust run's vocabulary) only settles
-        the two choices the Rust trainer leaves to hash-map order (see `trainer.py`)."""
+              initial_alphabet: Iterable[str] = ()) -> WordPieceTokenizer:
+        """Learn a vocabulary of at most `vocab_size` tokens; merging stops early when the best pair is seen
+        fewer than `min_frequency` times. Deterministic; `tied_alphabet` and `hash_tie_at` tell where the
+        Rust trainer's result depends on its hash-map order (see `trainer.py`)."""
         counts: Counter[str] = Counter()
         for text in texts:
+            if self.normalizer is not None:
+                text = self.normalizer.normalize_str(text)
             counts.update(w for w, _ in bert_split(text))
         result = train_bpe(dict(counts), vocab_size, min_frequency, special_tokens, limit_alphabet,
-                           initial_alphabet, self.prefix, reference_vocab)
+                           initial_alphabet, self.prefix)
+        self.tied_alphabet, self.hash_tie_at = result.tied_alphabet, result.hash_tie_at
         self.id_to_token = result.vocab
         self.vocab = {t: i for i, t in enumerate(result.vocab)}
         self.special_tokens = list(special_tokens)
@@ -50,9 +62,10 @@ class WordPieceTokenizer:
     def get_vocab(self) -> dict[str, int]:
         return dict(self.vocab)
 
-    def _word(self, word: str, start: int) -> list[tuple[int, tuple[int, int]]]:
-        """Greedy longest-match-first pieces of one word, or one unknown token for the whole word."""
-        unk = [(self.vocab[self.unk_token], (start, start + len(word)))]
+    def _word(self, word: str) -> list[tuple[int, int, int]]:
+        """Greedy longest-match-first pieces of one word as (id, start, end) in the word, or one unknown token
+        for the whole word."""
+        unk = [(self.vocab[self.unk_token], 0, len(word))]
         if len(word) > self.max_input_chars_per_word:
             return unk
         pieces, i = [], 0
@@ -60,7 +73,7 @@ class WordPieceTokenizer:
             for j in range(len(word), i, -1):
                 sub = word[i:j] if i == 0 else self.prefix + word[i:j]
                 if sub in self.vocab:
-                    pieces.append((self.vocab[sub], (start + i, start + j)))
+                    pieces.append((self.vocab[sub], i, j))
                     i = j
                     break
             else:
@@ -74,10 +87,14 @@ class WordPieceTokenizer:
                 ids.append(self.vocab[piece])
                 offsets.append((start, start + len(piece)))
                 continue
-            for word, (s, _) in bert_split(piece):
-                for tid, off in self._word(word, start + s):
+            if self.normalizer is None:
+                norm, source = piece, range(len(piece))
+            else:  # source[k]: the character of `piece` that normalised character k came from
+                norm, source = self.normalizer.normalize_with_alignment(piece)
+            for word, (s, _) in bert_split(norm):
+                for tid, i, j in self._word(word):
                     ids.append(tid)
-                    offsets.append(off)
+                    offsets.append((start + source[s + i], start + source[s + j - 1] + 1))
         return Encoding(ids, [self.id_to_token[i] for i in ids], offsets)
 
     def encode(self, text: str) -> list[int]:
