@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.testing import assert_close
 
-from pytorch_in_action.errors import PiaError
 from pytorch_in_action.layers import conv as C
 
 TOL = {"atol": 1e-10, "rtol": 1e-10}
@@ -131,15 +130,29 @@ def test_module_init_matches_torch_distribution():
     assert_close(ours.bias, ref.bias, atol=0, rtol=0)
 
 
-def test_bad_arguments_raise_one_clear_error():
-    with pytest.raises(PiaError, match="same"):
-        C.Conv2d(2, 2, 3, stride=2, padding="same")
-    with pytest.raises(PiaError, match="groups"):
-        C.Conv2d(3, 4, 3, groups=2)
-    with pytest.raises(PiaError, match="channels"):
-        C.conv2d(torch.randn(1, 3, 4, 4), torch.randn(2, 2, 1, 1))  # the 1x1 fast path checks too
-    with pytest.raises(PiaError, match="larger"):
-        C.conv2d(torch.randn(1, 1, 2, 2), torch.randn(1, 1, 3, 3))
+BAD_CONV = [  # (ours, torch's twin, what our message names): the same mistake given to both
+    (lambda: C.Conv2d(2, 2, 3, stride=2, padding="same"), lambda: torch.nn.Conv2d(2, 2, 3, stride=2, padding="same"),
+     "same"),
+    (lambda: C.Conv2d(3, 4, 3, groups=2), lambda: torch.nn.Conv2d(3, 4, 3, groups=2), "groups"),
+    (lambda: C.Conv2d(3, 4, 3, padding="full"), lambda: torch.nn.Conv2d(3, 4, 3, padding="full"), "padding"),
+    (lambda: C.conv2d(torch.randn(1, 3, 4, 4), torch.randn(2, 2, 1, 1)),  # the 1x1 fast path checks too
+     lambda: F.conv2d(torch.randn(1, 3, 4, 4), torch.randn(2, 2, 1, 1)), "channels"),
+    (lambda: C.conv2d(torch.randn(1, 1, 2, 2), torch.randn(1, 1, 3, 3)),
+     lambda: F.conv2d(torch.randn(1, 1, 2, 2), torch.randn(1, 1, 3, 3)), "larger"),
+    (lambda: C.conv2d(torch.randn(1, 2, 4, 4), torch.randn(1, 2, 3, 3), stride=2, padding="same"),
+     lambda: F.conv2d(torch.randn(1, 2, 4, 4), torch.randn(1, 2, 3, 3), stride=2, padding="same"), "same"),
+]
+
+
+@pytest.mark.parametrize("ours, ref, says", BAD_CONV, ids=["same-strided", "groups", "padding-name", "channels",
+                                                            "kernel-too-large", "functional-same-strided"])
+def test_bad_arguments_raise_what_torch_raises_with_one_clear_line(ours, ref, says):
+    """The exception class of torch's twin (ValueError from the module's constructor, RuntimeError from the
+    functional form), so `except` clauses written for torch work the same around ours."""
+    with pytest.raises(Exception) as theirs:
+        ref()
+    with pytest.raises(theirs.type, match=says):
+        ours()
 
 
 @pytest.mark.parametrize("size", [(28, 28), (30, 33)])

@@ -12,7 +12,6 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torch.testing import assert_close
 
-from pytorch_in_action.errors import PiaError
 from pytorch_in_action.layers import rnn as R
 
 TOL = {"atol": 1e-10, "rtol": 1e-10}
@@ -180,13 +179,26 @@ def test_init_draws_like_torch(kind):
     assert_close(dict(ours.state_dict()), dict(ref.state_dict()), atol=0, rtol=0)
 
 
-def test_bad_input_raises_one_clear_error():
-    model = R.GRU(3, 4)
-    with pytest.raises(PiaError, match="features"):
-        model(torch.randn(5, 2, 4))
-    with pytest.raises(PiaError, match="initial state"):
-        model(torch.randn(5, 2, 3), torch.zeros(2, 2, 4))
-    with pytest.raises(PiaError, match="lengths"):
-        model(torch.randn(5, 2, 3), lengths=[6, 2])
-    with pytest.raises(PiaError, match="nonlinearity"):
-        R.RNN(3, 4, nonlinearity="sigmoid")
+BAD_RNN = [  # (ours, torch's twin, what our message names): the same mistake given to both
+    (lambda: R.GRU(3, 4)(torch.randn(5, 2, 4)), lambda: torch.nn.GRU(3, 4)(torch.randn(5, 2, 4)), "features"),
+    (lambda: R.GRU(3, 4)(torch.randn(5, 2, 3), torch.zeros(2, 2, 4)),
+     lambda: torch.nn.GRU(3, 4)(torch.randn(5, 2, 3), torch.zeros(2, 2, 4)), "initial state"),
+    (lambda: R.RNN(3, 4, nonlinearity="sigmoid"), lambda: torch.nn.RNN(3, 4, nonlinearity="sigmoid"), "nonlinearity"),
+    (lambda: R.LSTM(3, 4, dropout=1.5), lambda: torch.nn.LSTM(3, 4, dropout=1.5), "dropout"),
+    (lambda: R.LSTM(3, 0), lambda: torch.nn.LSTM(3, 0), "positive"),
+]
+
+
+@pytest.mark.parametrize("ours, ref, says", BAD_RNN, ids=["features", "initial-state", "nonlinearity", "dropout",
+                                                          "hidden-size"])
+def test_bad_input_raises_what_torch_raises_with_one_clear_line(ours, ref, says):
+    """The exception class of torch's twin, so `except` clauses written for torch work the same around ours."""
+    with pytest.raises(Exception) as theirs:
+        ref()
+    with pytest.raises(theirs.type, match=says):
+        ours()
+
+
+def test_bad_lengths_are_a_value_error():
+    with pytest.raises(ValueError, match="lengths"):  # torch's packing takes them in other forms: no twin here
+        R.GRU(3, 4)(torch.randn(5, 2, 3), lengths=[6, 2])

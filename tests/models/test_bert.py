@@ -188,7 +188,7 @@ def test_config_from_hf_dict_and_object():
         BertConfig.from_hf({"position_embedding_type": "relative_key"})
     with pytest.raises(PiaError, match="not a BERT checkpoint"):
         BertConfig.from_hf(transformers.DistilBertConfig())
-    with pytest.raises(PiaError, match="activation"):
+    with pytest.raises(ValueError, match="activation"):
         BertModel(BertConfig(act="mish"))
 
 

@@ -13,8 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pytorch_in_action.errors import PiaError
-
 IntPair = int | tuple[int, int]
 Padding = int | tuple[int, int] | str
 
@@ -29,7 +27,7 @@ def _pads(padding: Padding, kernel: tuple[int, int], dilation: tuple[int, int]) 
         if padding == "valid":
             return (0, 0, 0, 0)
         if padding != "same":
-            raise PiaError(f"padding must be an int, a pair, 'same' or 'valid', not {padding!r}")
+            raise RuntimeError(f"padding must be an int, a pair, 'same' or 'valid', not {padding!r}")
         total = [d * (k - 1) for k, d in zip(kernel, dilation)]
         return (total[0] // 2, total[0] - total[0] // 2, total[1] // 2, total[1] - total[1] // 2)
     ph, pw = _pair(padding)
@@ -41,16 +39,16 @@ def _prepare(input: Tensor, weight: Tensor, stride: IntPair, padding: Padding, d
     stride, dilation = _pair(stride), _pair(dilation)
     kh, kw = weight.shape[-2:]
     if isinstance(padding, str) and padding == "same" and stride != (1, 1):
-        raise PiaError("padding='same' is only defined for stride 1")
+        raise RuntimeError("padding='same' is only defined for stride 1")
     if input.shape[1] != weight.shape[1] * groups:
-        raise PiaError(f"input has {input.shape[1]} channels, weight expects {weight.shape[1]} x {groups} groups")
+        raise RuntimeError(f"input has {input.shape[1]} channels, weight expects {weight.shape[1]} x {groups} groups")
     top, bottom, left, right = _pads(padding, (kh, kw), dilation)
     xp = F.pad(input, (left, right, top, bottom))  # (N, C, Hp, Wp) zero padded
     Hp, Wp = xp.shape[-2:]
     Ho = (Hp - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     Wo = (Wp - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     if Ho <= 0 or Wo <= 0:
-        raise PiaError(f"kernel {(kh, kw)} with dilation {dilation} is larger than the padded input {(Hp, Wp)}")
+        raise RuntimeError(f"kernel {(kh, kw)} with dilation {dilation} is larger than the padded input {(Hp, Wp)}")
     return xp, stride, dilation, (kh, kw), (Ho, Wo)
 
 
@@ -221,9 +219,9 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: In
     blocks (no im2col copy); everything else goes through im2col + one GEMM per group.
     """
     if input.dim() != 4 or weight.dim() != 4:
-        raise PiaError(f"conv2d expects a 4-d input and weight, got {input.dim()}-d and {weight.dim()}-d")
+        raise RuntimeError(f"conv2d expects a 4-d input and weight, got {input.dim()}-d and {weight.dim()}-d")
     if input.shape[1] != weight.shape[1] * groups:
-        raise PiaError(f"input has {input.shape[1]} channels, weight expects {weight.shape[1]} x {groups} groups")
+        raise RuntimeError(f"input has {input.shape[1]} channels, weight expects {weight.shape[1]} x {groups} groups")
     return _Conv2dFunction.apply(input, weight, bias, stride, padding, dilation, groups)
 
 
@@ -299,13 +297,13 @@ class Conv2d(nn.Module):
                  padding_mode: str = "zeros", device=None, dtype=None) -> None:
         super().__init__()
         if in_channels % groups or out_channels % groups:
-            raise PiaError(f"in_channels {in_channels} and out_channels {out_channels} must divide by groups {groups}")
+            raise ValueError(f"in_channels {in_channels} and out_channels {out_channels} must divide by groups {groups}")
         if padding_mode != "zeros":
-            raise PiaError(f"only padding_mode='zeros' is implemented, not {padding_mode!r}")
+            raise ValueError(f"only padding_mode='zeros' is implemented, not {padding_mode!r}")
         if isinstance(padding, str) and padding not in ("same", "valid"):
-            raise PiaError(f"padding must be an int, a pair, 'same' or 'valid', not {padding!r}")
+            raise ValueError(f"padding must be an int, a pair, 'same' or 'valid', not {padding!r}")
         if padding == "same" and _pair(stride) != (1, 1):
-            raise PiaError("padding='same' is only defined for stride 1")
+            raise ValueError("padding='same' is only defined for stride 1")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size, self.stride, self.dilation = _pair(kernel_size), _pair(stride), _pair(dilation)
         self.padding = padding if isinstance(padding, str) else _pair(padding)

@@ -9,8 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pytorch_in_action.errors import PiaError
-
 __all__ = ["HF_ACTIVATIONS", "HF_ACTIVATIONS_INPLACE", "FeedForward", "feed_forward", "get_activation", "hf_activation"]
 
 Activation = str | Callable[[Tensor], Tensor]
@@ -22,7 +20,7 @@ def get_activation(activation: Activation) -> Callable[[Tensor], Tensor]:
         return activation
     if activation in ("relu", "gelu"):
         return getattr(F, activation)
-    raise PiaError(f"activation should be 'relu', 'gelu' or a callable, not {activation!r}")
+    raise RuntimeError(f"activation should be 'relu', 'gelu' or a callable, not {activation!r}")
 
 
 # The non-linearities of Hugging Face configs by their config names ("hidden_act", "activation_function").
@@ -67,7 +65,7 @@ HF_ACTIVATIONS_INPLACE: dict[str, Callable[[Tensor], Tensor]] = {
 def hf_activation(name: str, inplace: bool = False) -> Callable[[Tensor], Tensor]:
     """The feed-forward non-linearity called `name` in a Hugging Face config (its in-place twin if asked)."""
     if name not in HF_ACTIVATIONS:
-        raise PiaError(f"unsupported activation {name!r}; known: {', '.join(HF_ACTIVATIONS)}")
+        raise ValueError(f"unsupported activation {name!r}; known: {', '.join(HF_ACTIVATIONS)}")
     return (HF_ACTIVATIONS_INPLACE if inplace else HF_ACTIVATIONS)[name]
 
 

@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from pytorch_in_action.errors import PiaError
 from pytorch_in_action.layers.rnn_cells import (
     GATES,
     STEPS,
@@ -59,9 +58,9 @@ class RNNBase(nn.Module):
                  device=None, dtype=None) -> None:
         super().__init__()
         if not 0 <= dropout <= 1:
-            raise PiaError(f"dropout must be a probability in [0, 1], not {dropout}")
+            raise ValueError(f"dropout must be a probability in [0, 1], not {dropout}")
         if num_layers < 1 or hidden_size < 1:
-            raise PiaError(f"num_layers and hidden_size must be positive, got {num_layers} and {hidden_size}")
+            raise ValueError(f"num_layers and hidden_size must be positive, got {num_layers} and {hidden_size}")
         self.mode, self.input_size, self.hidden_size, self.num_layers = mode, input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout, self.bidirectional = bias, batch_first, float(dropout), bidirectional
         D = 2 if bidirectional else 1
@@ -96,7 +95,7 @@ class RNNBase(nn.Module):
             state = tuple(s.unsqueeze(1) for s in state)
         for s in state:
             if tuple(s.shape) != shape:
-                raise PiaError(f"initial state has shape {tuple(s.shape)}, expected {shape}")
+                raise RuntimeError(f"initial state has shape {tuple(s.shape)}, expected {shape}")
         return state
 
     def forward(self, input: Tensor | PackedSequence, hx: Tensor | tuple[Tensor, Tensor] | None = None,
@@ -111,7 +110,7 @@ class RNNBase(nn.Module):
             x = input.unsqueeze(0 if self.batch_first else 1) if unbatched else input
             x = x.transpose(0, 1) if self.batch_first else x  # (T, B, I)
         if x.dim() != 3 or x.shape[-1] != self.input_size:
-            raise PiaError(f"expected input of {self.input_size} features, got shape {tuple(x.shape)}")
+            raise RuntimeError(f"expected input of {self.input_size} features, got shape {tuple(x.shape)}")
         T, B = x.shape[:2]
         mask = self._mask(lengths, T, B, x)
         state0 = self._initial_state(hx, x, unbatched)
@@ -147,7 +146,7 @@ class RNNBase(nn.Module):
             return None
         lengths = torch.as_tensor(lengths, device=x.device)
         if lengths.shape != (B,) or lengths.min() < 1 or lengths.max() > T:
-            raise PiaError(f"lengths must be {B} values in [1, {T}], got {lengths.tolist()}")
+            raise ValueError(f"lengths must be {B} values in [1, {T}], got {lengths.tolist()}")
         if bool((lengths == T).all()):
             return None  # nothing to mask: skip the per-step selects
         return (torch.arange(T, device=x.device)[:, None] < lengths[None, :]).unsqueeze(-1)  # (T, B, 1)

@@ -12,8 +12,6 @@ import math
 import torch
 from torch import Tensor, nn
 
-from pytorch_in_action.errors import PiaError
-
 State = tuple[Tensor, ...]  # (h,) for RNN and GRU, (h, c) for LSTM
 
 
@@ -59,7 +57,7 @@ GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 def rnn_mode(nonlinearity: str) -> str:
     if nonlinearity not in ("tanh", "relu"):
-        raise PiaError(f"nonlinearity must be 'tanh' or 'relu', not {nonlinearity!r}")
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', not {nonlinearity!r}")
     return "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
 
 

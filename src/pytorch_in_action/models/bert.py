@@ -103,7 +103,7 @@ class BertEmbeddings(nn.Module):
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
         T = input_ids.size(1)
         if T > self.position.num_embeddings:
-            raise PiaError(f"sequence of {T} tokens is longer than max_position_embeddings={self.position.num_embeddings}")
+            raise ValueError(f"sequence of {T} tokens is longer than max_position_embeddings={self.position.num_embeddings}")
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         pos = torch.arange(T, device=input_ids.device)
@@ -117,7 +117,7 @@ class BertSelfAttention(nn.Module):
     def __init__(self, cfg: BertConfig):
         super().__init__()
         if cfg.d_model % cfg.n_head:
-            raise PiaError(f"d_model={cfg.d_model} is not a multiple of n_head={cfg.n_head}")
+            raise ValueError(f"d_model={cfg.d_model} is not a multiple of n_head={cfg.n_head}")
         self.n_head = cfg.n_head
         self.c_attn = nn.Linear(cfg.d_model, 3 * cfg.d_model)  # [query; key; value] stacked on the output axis
         self.c_proj = nn.Linear(cfg.d_model, cfg.d_model)
@@ -360,7 +360,7 @@ def sequence_classification_loss(logits: Tensor, labels: Tensor, problem_type: s
         return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1))
     if problem_type == "multi_label_classification":
         return F.binary_cross_entropy_with_logits(logits, labels)
-    raise PiaError(f"unknown problem_type {problem_type!r}")
+    raise ValueError(f"unknown problem_type {problem_type!r}")
 
 
 class BertForSequenceClassification(_FromHF, nn.Module):

@@ -89,7 +89,7 @@ class DistilBertEmbeddings(nn.Module):
     def forward(self, input_ids: Tensor) -> Tensor:
         T = input_ids.size(1)
         if T > self.position.num_embeddings:
-            raise PiaError(f"sequence of {T} tokens is longer than max_position_embeddings={self.position.num_embeddings}")
+            raise ValueError(f"sequence of {T} tokens is longer than max_position_embeddings={self.position.num_embeddings}")
         x = self.word(input_ids) + self.position(torch.arange(T, device=input_ids.device))  # (B, T, C)
         return self.drop(self.ln(x))
 
