@@ -381,8 +381,9 @@ def main(argv: list[str]) -> int:
             print(f"pia text-cls: error: unknown action {argv[0]!r}; choose {', '.join(ACTIONS)}", file=sys.stderr)
             return 2
         print("usage: pia text-cls {train,evaluate,predict} [options]\n\n"
-              "  train      fine-tune a sequence classifier (own loop, or --engine hf for transformers.Trainer)\n"
-              "  evaluate   accuracy, F1 and macro F1 on a labelled file (default: the bundled test split)\n"
+              "  train      fine-tune a sequence classifier, scored beside a majority-class and a TF-IDF baseline\n"
+              "  evaluate   accuracy, F1 and macro F1 on a labelled file (default: the bundled test split), beside\n"
+              "             the same baselines\n"
               "  predict    label and probability for each input text\n\n"
               "Run `pia text-cls train --help` for every option.")
         return 0
