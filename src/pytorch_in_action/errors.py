@@ -32,3 +32,13 @@ def torch_load_failure(err: Exception) -> str:
         return f"the file is cut short or corrupt ({type(err).__name__}: {text.splitlines()[0] if text else '?'})"
     # the unpickler tripped over bytes that are no pickle at all
     return f"not a file written by torch.save ({type(err).__name__}: {text.splitlines()[0] if text else '?'})"
+
+
+class RunStopped(Exception):
+    """Training stopped on request (SIGTERM, SIGUSR1, Ctrl-C) after saving a snapshot; `--resume` continues it.
+
+    The CLI prints the one-line message and exits with `exit_code`, 75 (EX_TEMPFAIL, "try again"): not 0, so
+    that `pia ... && next-step` does not go on with an unfinished model, and not 143/130, which mean that the
+    process was killed without saving."""
+
+    exit_code = 75

@@ -48,7 +48,7 @@ def _tiny_folder(root, n_classes=3, per_class=8, size=12):
 def test_train_with_lightning_from_pia_options_and_resume(tmp_path):
     data = _tiny_folder(tmp_path / "data")
     out = tmp_path / "run"
-    argv = ["--engine", "lightning", "--data", str(data), "--epochs", "1", "--batch-size", "8", "--workers", "0",
+    argv = ["--data", str(data), "--epochs", "1", "--batch-size", "8", "--workers", "0",
             "--device", "cpu", "--opt", "adamw", "--lr", "0.01", "--no-progress", "--out", str(out)]
     args = parse_args(build_parser("train"), argv)
     first = train_with_lightning(args)

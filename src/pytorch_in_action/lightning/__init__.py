@@ -1,7 +1,7 @@
 """PyTorch Lightning wrappers around the library's image classifier and ImageFolder data.
 
 `ImageClassifier` (LightningModule), `ImageFolderDataModule` / `DigitsDataModule` (LightningDataModule),
-`train_with_lightning` (what `pia image train --engine lightning` runs) and `cli_main` (a LightningCLI).
+`train_with_lightning` (Lightning from `pia image train`'s options) and `cli_main` (a LightningCLI).
 Imported lazily so that `import pytorch_in_action.lightning` does not pull in Lightning until needed.
 """
 

@@ -1,4 +1,5 @@
-"""A Lightning Trainer with the project's run-folder conventions, and the `pia image train --engine lightning` entry."""
+"""A Lightning Trainer with the project's run-folder conventions, and `train_with_lightning`, which runs it from
+`pia image train`'s options (a library entry used by the Lightning notebook; the `pia` command has one engine)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from pytorch_in_action.lightning.datamodule import DigitsDataModule, ImageFolderDataModule
 from pytorch_in_action.lightning.module import ImageClassifier
+from pytorch_in_action.train.precision import resolve_amp
 
 PRECISION = {"off": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}
 
@@ -57,7 +60,9 @@ def train_with_lightning(args: argparse.Namespace) -> dict[str, Any]:
         placement = dict(devices=local, num_nodes=world // local, strategy="ddp")
     else:
         placement = dict(devices=1)
-    trainer = build_trainer(out, args.epochs, accelerator=accelerator, precision=PRECISION[args.amp],
+    on_gpu = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    amp = resolve_amp(args.amp, torch.device("cuda" if on_gpu else "cpu"))  # "auto" -> off, bf16 or fp16
+    trainer = build_trainer(out, args.epochs, accelerator=accelerator, precision=PRECISION[amp],
                             progress=args.progress, gradient_clip_val=args.grad_clip or None,
                             accumulate_grad_batches=args.accum_steps, **placement)
     ckpt_path = None

@@ -11,7 +11,6 @@ import argparse
 import os
 import random
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +41,7 @@ from pytorch_in_action.train.distributed import DistEnv, cleanup, init_distribut
 from pytorch_in_action.train.loop import Engine, EngineConfig
 from pytorch_in_action.train.metrics import topk_correct
 from pytorch_in_action.train.optim import build_optimizer
-from pytorch_in_action.train.precision import AMP_CHOICES
-from pytorch_in_action.train.run import RunDir
+from pytorch_in_action.train.run_flags import add_device_flags, add_run_flags, open_run, resolve_out
 from pytorch_in_action.train.sampler import ShardedBatchSampler
 from pytorch_in_action.train.schedule import SCHEDULES, build_scheduler
 
@@ -67,15 +65,9 @@ def build_parser(action: str) -> argparse.ArgumentParser:
     model.add_argument("--dropout", type=fraction, help="dropout before the classifier (default: the model's)")
     model.add_argument("--channels-last", action="store_true", help="channels_last memory format (faster with bf16)")
     model.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across ranks")
-    run = p.add_argument_group("run")
-    run.add_argument("--batch-size", type=positive_int, default=64, help="per process")
-    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when present")
-    run.add_argument("--amp", default="off", choices=AMP_CHOICES,
-                     help="autocast dtype (bf16 on CPU or GPU; fp16 + GradScaler on CUDA; auto: bf16 on CPUs where "
-                          "it is measured faster and on GPUs that support it, fp16 on older GPUs, off otherwise)")
-    run.add_argument("--seed", type=int, default=0, help="same seed, same command: same weights on CPU")
-    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm bars")
+    data.add_argument("--batch-size", type=positive_int, default=64, help="per process")
     if action == "train":
+        add_run_flags(p, "image")
         opt = p.add_argument_group("optimisation")
         opt.add_argument("--epochs", type=positive_int, default=10, help="total epochs (also when resuming)")
         opt.add_argument("--opt", default="sgd", choices=["sgd", "adamw"], help="optimizer")
@@ -90,15 +82,10 @@ def build_parser(action: str) -> argparse.ArgumentParser:
         opt.add_argument("--label-smoothing", type=fraction, default=0.0, help="cross-entropy label smoothing")
         opt.add_argument("--grad-clip", type=non_negative_float, default=0.0, help="max gradient norm (0: off)")
         opt.add_argument("--accum-steps", type=positive_int, default=1, help="micro-batches per optimizer step")
-        out = p.add_argument_group("output")
-        out.add_argument("--out", type=Path, help="run folder (default: runs/image/<timestamp>)")
-        out.add_argument("--resume", nargs="?", const="latest", default=None,
-                         help="continue from <out>/checkpoints/latest.pt (or the given checkpoint)")
-        out.add_argument("--ckpt-every-steps", type=non_negative_int, default=0, help="also checkpoint every N steps")
-        out.add_argument("--engine", default="native", choices=["native", "lightning"],
-                         help="the project's engine, or PyTorch Lightning (checkpoints/last.ckpt)")
     else:
         p.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint written by `pia image train`")
+        add_device_flags(p.add_argument_group("run"))
+        p.set_defaults(seed=0)
     return p
 
 
@@ -156,15 +143,6 @@ def _make_eval_fn(val_loader: DataLoader, dist: DistEnv, channels_last: bool):
     return evaluate
 
 
-def _resolve_out(args: argparse.Namespace, dist: DistEnv) -> Path:
-    if args.out is None:
-        if args.resume == "latest":
-            raise PiaError("--resume needs --out (the run folder to continue)")
-        stamp = time.strftime("%Y%m%d-%H%M%S") if dist.is_main else None
-        args.out = Path("runs/image") / str(dist.broadcast_object(stamp))
-    return args.out
-
-
 def _check_input_size(model: torch.nn.Module, size: int, arch: str) -> None:
     """One blank image through the model before anything is written: an image size the architecture cannot
     take (too small for its downsampling, or not the size it was built for) is a clear error, not a crash."""
@@ -203,11 +181,7 @@ def _prepare(args: argparse.Namespace, dist: DistEnv, train_split: bool = True):
 def train(args: argparse.Namespace) -> dict[str, Any]:
     dist = init_distributed(args.device)
     try:
-        out = _resolve_out(args, dist)
-        if args.engine == "lightning":
-            from pytorch_in_action.lightning import train_with_lightning
-
-            return train_with_lightning(args)
+        out = resolve_out(args, dist, "image")
         train_ds, val_loader, classes, size, model = _prepare(args, dist)
         if dist.is_main:
             print(f"data: {len(train_ds)} train / {len(val_loader.dataset)} val images, {len(classes)} classes, "
@@ -220,8 +194,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         scheduler = build_scheduler(optimizer, args.sched, total_steps=steps_per_epoch * args.epochs,
                                     warmup_steps=round(args.warmup_epochs * steps_per_epoch),
                                     step_size=round(args.step_epochs * steps_per_epoch), gamma=args.gamma)
-        run = RunDir(out, enabled=dist.is_main)
-        resume = run.resume_path(args.resume)
+        run, resume = open_run(args, dist)
         run.write_text("config.yaml", to_yaml(args))
         smoothing, channels_last = args.label_smoothing, args.channels_last
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +41,9 @@ from pytorch_in_action.train.distributed import DistEnv, cleanup, init_distribut
 from pytorch_in_action.train.loop import Engine, EngineConfig
 from pytorch_in_action.train.metrics import classification_metrics
 from pytorch_in_action.train.optim import build_optimizer
-from pytorch_in_action.train.precision import AMP_CHOICES, autocast_ctx
+from pytorch_in_action.train.precision import autocast_ctx
 from pytorch_in_action.train.run import RunDir
+from pytorch_in_action.train.run_flags import add_device_flags, add_run_flags, open_run, resolve_out
 from pytorch_in_action.train.sampler import ShardedBatchSampler
 from pytorch_in_action.train.schedule import SCHEDULES, build_scheduler
 
@@ -57,8 +57,10 @@ def build_parser(action: str) -> argparse.ArgumentParser:
                    "Hugging Face model folder or hub name (default: the `pia mlm pretrain` output)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--max-length", type=positive_int, default=128)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--amp", default="off", choices=AMP_CHOICES)
+    if action == "train":
+        add_run_flags(p, "text-cls")
+    else:
+        add_device_flags(p)
     if action == "predict":
         p.add_argument("texts", nargs="*", help="texts to classify (default: one per line from --input or stdin)")
         p.add_argument("--input", type=Path, help="file with one text per line")
@@ -66,8 +68,8 @@ def build_parser(action: str) -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="CSV/TSV/JSONL of labelled texts (default: bundled reviews)")
     p.add_argument("--text-column", default="review")
     p.add_argument("--label-column", default="label")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data split, the head init and the order")
     if action == "evaluate":
+        p.add_argument("--seed", type=int, default=0, help="seed of the data split")
         p.add_argument("--split", choices=["all", "train", "valid", "test"],
                        help="part of --data to score (default: test for the bundled data, all for yours)")
         p.add_argument("--baseline-data", type=Path,
@@ -86,10 +88,6 @@ def build_parser(action: str) -> argparse.ArgumentParser:
     p.add_argument("--sched", default="warmup_cosine", choices=SCHEDULES)
     p.add_argument("--warmup-ratio", type=fraction, default=0.1)
     p.add_argument("--grad-clip", type=non_negative_float, default=1.0)
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--out", type=Path, help="run folder (default: runs/text-cls/<timestamp>)")
-    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/latest.pt")
-    p.add_argument("--ckpt-every-steps", type=non_negative_int, default=0)
     return p
 
 
@@ -243,9 +241,8 @@ def train_native(args, dist: DistEnv, out: Path, parts: dict[str, Labelled], num
     total = len(sampler) * args.epochs
     optimizer = build_optimizer(model, "adamw", args.lr, args.weight_decay)
     scheduler = build_scheduler(optimizer, args.sched, total_steps=total, warmup_steps=round(args.warmup_ratio * total))
-    run = RunDir(out, enabled=dist.is_main)
+    run, resume = open_run(args, dist)
     run.write_text("config.yaml", to_yaml(args))
-    resume = run.latest if args.resume and (out / "checkpoints" / "latest.pt").exists() else None
     cfg = EngineConfig(epochs=args.epochs, amp=args.amp, grad_clip=args.grad_clip,
                        ckpt_every_steps=args.ckpt_every_steps, best_metric="val_accuracy", progress=args.progress,
                        items_name="texts")
@@ -267,9 +264,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     try:
         parts = load_splits(args)
         num_labels = max(2, max(parts["train"].labels + parts["valid"].labels) + 1)
-        if args.out is None:
-            stamp = time.strftime("%Y%m%d-%H%M%S") if dist.is_main else None
-            args.out = Path("runs/text-cls") / str(dist.broadcast_object(stamp))
+        resolve_out(args, dist, "text-cls")
         if dist.is_main:
             print(f"data: {len(parts['train'])} train / {len(parts['valid'])} valid texts, {num_labels} labels; "
                   f"model: {args.model} ({args.init}); writing to {args.out}")

@@ -42,8 +42,8 @@ from pytorch_in_action.train.checkpoint import load_checkpoint
 from pytorch_in_action.train.distributed import DistEnv, cleanup, init_distributed
 from pytorch_in_action.train.loop import Engine, EngineConfig
 from pytorch_in_action.train.optim import build_optimizer
-from pytorch_in_action.train.precision import AMP_CHOICES, autocast_ctx
-from pytorch_in_action.train.run import RunDir
+from pytorch_in_action.train.precision import autocast_ctx
+from pytorch_in_action.train.run_flags import add_device_flags, add_run_flags, open_run, resolve_out
 from pytorch_in_action.train.schedule import build_scheduler
 
 ACTIONS = {
@@ -57,10 +57,10 @@ def build_parser(action: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"pia translate {action}", description=ACTIONS[action],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     run = p.add_argument_group("run")
-    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    run.add_argument("--amp", default="auto", choices=AMP_CHOICES,
-                     help="autocast dtype; auto: bf16 on CPUs where it is measured faster (AMX, AVX512_BF16) and on GPUs "
-                          "that support it, fp16 on older GPUs, off otherwise")
+    if action == "train":
+        add_run_flags(p, "translate")
+    else:
+        add_device_flags(run)
     run.add_argument("--beam", type=positive_int, default=4, help="beam size for beam search (1: greedy only)")
     run.add_argument("--length-penalty", type=float, default=1.0, help="beam score = log p / length**penalty")
     run.add_argument("--decode-batch", type=positive_int, default=64, help="sentences decoded together")
@@ -102,17 +102,11 @@ def build_parser(action: str) -> argparse.ArgumentParser:
     opt.add_argument("--warmup-steps", type=non_negative_int, default=100)
     opt.add_argument("--label-smoothing", type=fraction, default=0.1)
     opt.add_argument("--grad-clip", type=non_negative_float, default=1.0)
-    opt.add_argument("--seed", type=int, default=0)
     out = p.add_argument_group("output")
-    out.add_argument("--out", type=Path, help="run folder (default: runs/translate/<timestamp>)")
-    out.add_argument("--resume", nargs="?", const="latest", default=None,
-                     help="continue from <out>/checkpoints/latest.pt (or the given checkpoint)")
     out.add_argument("--eval-every-steps", type=non_negative_int, default=0, help="also evaluate every N steps")
-    out.add_argument("--ckpt-every-steps", type=non_negative_int, default=0, help="also checkpoint every N steps")
     out.add_argument("--val-bleu-sentences", type=non_negative_int, default=500, help="valid sentences decoded for val_bleu")
     out.add_argument("--test", action=argparse.BooleanOptionalAction, default=True,
                      help="after training, report test BLEU (greedy and beam) of best.pt")
-    out.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     return p
 
 
@@ -209,15 +203,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _resolve_out(args: argparse.Namespace, dist: DistEnv) -> Path:
-    if args.out is None:
-        if args.resume == "latest":
-            raise PiaError("--resume needs --out (the run folder to continue)")
-        stamp = time.strftime("%Y%m%d-%H%M%S") if dist.is_main else None
-        args.out = Path("runs/translate") / str(dist.broadcast_object(stamp))
-    return args.out
-
-
 def _tokenizers(args: argparse.Namespace, train_pairs: list[Pair], out: Path, dist: DistEnv,
                 ) -> tuple[Tokenizer, Tokenizer]:
     """Train on the training split (main rank), save in the run folder; on resume reuse the saved ones."""
@@ -237,7 +222,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     dist = init_distributed(args.device)
     try:
         _seed_everything(args.seed)
-        out = _resolve_out(args, dist)
+        out = resolve_out(args, dist, "translate")
         if args.share_embeddings and not args.shared_vocab:
             raise PiaError("--share-embeddings needs --shared-vocab (use --no-share-embeddings)")
         if args.d_model % args.n_head:
@@ -245,6 +230,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         splits = load_splits(args.data, args.hf, n_pairs=args.n_pairs, seed=args.seed, max_chars=args.max_chars)
         if not splits["train"]:
             raise PiaError("the training split is empty")
+        run, resume = open_run(args, dist)  # lock and check the folder before anything is written into it
         src_tok, tgt_tok = _tokenizers(args, splits["train"], out, dist)
         train_ds = PairDataset(splits["train"], src_tok, tgt_tok, args.max_len)
         valid_ds = PairDataset(splits["valid"], src_tok, tgt_tok, args.max_len)
@@ -266,8 +252,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         optimizer = build_optimizer(model, "adamw", args.lr, args.weight_decay, betas=(0.9, 0.98))
         scheduler = build_scheduler(optimizer, args.sched, total_steps=len(sampler) * args.epochs,
                                     warmup_steps=args.warmup_steps)
-        run = RunDir(out, enabled=dist.is_main)
-        resume = run.resume_path(args.resume)
         run.write_text("config.yaml", to_yaml(args))
         run.write_text("test.tsv", "".join(f"{en}\t{zh}\n" for en, zh in splits["test"]))
         smoothing = args.label_smoothing
