@@ -11,17 +11,21 @@ from pytorch_in_action import cli
 from pytorch_in_action.data.masking import mask_tokens
 
 
+def tiny_argv(tmp_path, *extra: str) -> list[str]:
+    """`pia mlm pretrain` of a 1-layer, 32-wide BERT on 80 short texts, writing to tmp_path/mlm."""
+    data = tmp_path / "texts.txt"
+    data.write_text("\n".join(f"第{i}本书很好看，推荐给大家。物流很快{i % 7}" for i in range(80)), encoding="utf-8")
+    return ["mlm", "pretrain", "--data", str(data), "--out", str(tmp_path / "mlm"), "--layers", "1", "--hidden", "32",
+            "--heads", "2", "--batch-size", "8", "--max-length", "32", "--vocab-size", "300", "--eval-texts", "8",
+            "--no-progress", "--device", "cpu", *extra]
+
+
 def test_tiny_pretrain_gives_a_loadable_hugging_face_folder(tmp_path, monkeypatch, capsys):
     from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
 
     monkeypatch.setenv("PIA_CACHE", str(tmp_path / "cache"))
-    data = tmp_path / "texts.txt"
-    data.write_text("\n".join(f"第{i}本书很好看，推荐给大家。物流很快{i % 7}" for i in range(80)), encoding="utf-8")
     out = tmp_path / "mlm"
-    argv = ["mlm", "pretrain", "--data", str(data), "--out", str(out), "--steps", "4", "--layers", "1",
-            "--hidden", "32", "--heads", "2", "--batch-size", "8", "--max-length", "32", "--vocab-size", "300",
-            "--eval-texts", "8", "--no-progress", "--device", "cpu", "--amp", "bf16", "--snapshot-every-steps", "2"]
-    assert cli.main(argv) == 0
+    assert cli.main(tiny_argv(tmp_path, "--steps", "4", "--amp", "bf16", "--snapshot-every-steps", "2")) == 0
     closing = capsys.readouterr().out.strip().splitlines()[-1]
     assert "held-out masked tokens predicted right" in closing and "most frequent training token" in closing
     tok = AutoTokenizer.from_pretrained(out)
@@ -42,6 +46,20 @@ def test_tiny_pretrain_gives_a_loadable_hugging_face_folder(tmp_path, monkeypatc
     info = json.loads((out / "snapshots" / "step-000002" / "snapshot.json").read_text())
     assert info["step"] == 2 and info["minutes"] > 0 and info["val_loss"] > 0
     assert AutoModelForMaskedLM.from_pretrained(out / "snapshots" / "step-000002").config.hidden_size == 32
+
+
+def test_the_cosine_spans_the_steps_the_time_budget_holds(tmp_path, capsys):
+    """--minutes sizes the schedule from a few timed steps (far fewer than --steps here) and ends the run."""
+    from pytorch_in_action.train.checkpoint import load_checkpoint
+
+    out = tmp_path / "mlm"
+    assert cli.main(tiny_argv(tmp_path, "--steps", "100000", "--minutes", "0.05", "--amp", "off")) == 0
+    printed = capsys.readouterr().out
+    line = next(x for x in printed.splitlines() if x.startswith("schedule:"))
+    planned = int(line.split("about ")[1].split(" ")[0])
+    state = load_checkpoint(out / "checkpoints" / "latest.pt")
+    assert state["scheduler"]["lr_lambdas"][0]["total"] == planned < 100000
+    assert 0 < state["global_step"] < 100000  # the budget ended the run, not --steps
 
 
 def test_negative_snapshot_interval_is_one_line_error(tmp_path, capsys):

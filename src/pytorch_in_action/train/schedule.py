@@ -6,12 +6,17 @@ per-batch `scheduler.step()` collapses the learning rate to nearly zero within t
 
 from __future__ import annotations
 
+import copy
 import math
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
 from pytorch_in_action.errors import PiaError
+from pytorch_in_action.train.precision import autocast_ctx
 
 SCHEDULES = ("constant", "step", "cosine", "warmup_cosine", "onecycle", "inverse_sqrt")
 
@@ -56,3 +61,28 @@ def build_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: in
     if name == "step" and step_size == 0:
         step_size = max(1, total_steps // 3)
     return LambdaLR(optimizer, _Factor(name, total_steps, warmup_steps, step_size, gamma, min_lr_ratio))
+
+
+def seconds_per_step(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], tuple[torch.Tensor, int]],
+                     batches: Iterable[dict[str, torch.Tensor]], device: torch.device, amp: str = "off") -> float:
+    """Mean wall seconds of one training step (forward, backward, AdamW update) of a copy of `model` over
+    `batches`, after one untimed step. The model and the global RNG are left as they were, so the run itself is
+    unchanged. A time budget divided by it is the number of steps a schedule defined in steps should span."""
+    rng = torch.get_rng_state()
+    probe = copy.deepcopy(model).to(device).train()
+    opt = torch.optim.AdamW(probe.parameters(), lr=0.0)
+    times = []
+    for batch in batches:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        start = time.perf_counter()
+        with autocast_ctx(device, amp):
+            loss, _ = loss_fn(probe, batch)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - start)
+    torch.set_rng_state(rng)
+    if len(times) < 2:
+        raise ValueError("seconds_per_step needs at least two batches (the first one is not timed)")
+    return sum(times[1:]) / (len(times) - 1)
+
