@@ -25,7 +25,9 @@ class Comparison:
         return 1.0 / self.ratio
 
 
-def _time_once(fn: Callable[[], object], inner: int) -> float:
+def _time_once(fn: Callable[[], object], inner: int, before: Callable[[], object] | None = None) -> float:
+    if before is not None:
+        before()  # untimed (e.g. evicting the caches)
     start = time.perf_counter()
     for _ in range(inner):
         fn()
@@ -33,8 +35,9 @@ def _time_once(fn: Callable[[], object], inner: int) -> float:
 
 
 def compare(ours: Callable[[], object], ref: Callable[[], object], *, warmup: int = 2, repeats: int = 7,
-            inner: int = 1) -> Comparison:
-    """Time `ours` against `ref`: `warmup` calls each, then `repeats` interleaved pairs (ours, ref, ours, ...)."""
+            inner: int = 1, before: Callable[[], object] | None = None) -> Comparison:
+    """Time `ours` against `ref`: `warmup` calls each, then `repeats` interleaved pairs (ours, ref, ours, ...);
+    `before`, when given, runs untimed before every timed call."""
     for _ in range(warmup):
         ours()
         ref()
@@ -42,11 +45,11 @@ def compare(ours: Callable[[], object], ref: Callable[[], object], *, warmup: in
     for i in range(repeats):
         # alternate who goes first so drift in machine load hits both sides alike
         if i % 2 == 0:
-            a = _time_once(ours, inner)
-            b = _time_once(ref, inner)
+            a = _time_once(ours, inner, before)
+            b = _time_once(ref, inner, before)
         else:
-            b = _time_once(ref, inner)
-            a = _time_once(ours, inner)
+            b = _time_once(ref, inner, before)
+            a = _time_once(ours, inner, before)
         t_ours.append(a)
         t_ref.append(b)
         ratios.append(a / b)

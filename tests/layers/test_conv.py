@@ -156,13 +156,19 @@ def test_bad_arguments_raise_what_torch_raises_with_one_clear_line(ours, ref, sa
 
 
 @pytest.mark.parametrize("size", [(28, 28), (30, 33)])
-def test_conv2d_dispatch_on_large_images(size):
-    """conv2d switches to the shifted path at 28x28 and above: check that path through the dispatcher too."""
+@pytest.mark.parametrize("kernel, padding, dilation", [((3, 2), (1, 2), (2, 1)), ((1, 1), 0, 1)],
+                         ids=["shifted", "pointwise"])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_conv2d_dispatch_on_large_images(size, kernel, padding, dilation, with_bias):
+    """conv2d switches to the shifted path at 28x28 and above (the bias entering its first GEMM), and to one GEMM
+    for an unpadded 1x1 kernel: check those paths through the dispatcher too, gradients included."""
     torch.manual_seed(0)
     x = torch.randn(2, 3, *size, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(4, 3, 3, 2, dtype=torch.float64, requires_grad=True)
-    ref = F.conv2d(x, w, None, 1, (1, 2), (2, 1))
-    out = C.conv2d(x, w, None, 1, (1, 2), (2, 1))
+    w = torch.randn(4, 3, *kernel, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True) if with_bias else None
+    ref = F.conv2d(x, w, b, 1, padding, dilation)
+    out = C.conv2d(x, w, b, 1, padding, dilation)
     assert_close(out, ref, **TOL)
     grad = torch.randn_like(ref)
-    assert_close(torch.autograd.grad(out, (x, w), grad), torch.autograd.grad(ref, (x, w), grad), **TOL)
+    inputs = (x, w, b) if with_bias else (x, w)
+    assert_close(torch.autograd.grad(out, inputs, grad), torch.autograd.grad(ref, inputs, grad), **TOL)

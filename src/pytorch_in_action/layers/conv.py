@@ -146,29 +146,40 @@ def conv2d_shifted(input: Tensor, weight: Tensor, bias: Tensor | None = None, st
 BLOCK_ROWS = 4096  # output rows per cache block in the shifted GEMMs (4096 x 64 floats = 1 MiB)
 
 
-def _conv2d_shifted_blocked(xp: Tensor, weight: Tensor, dilation: tuple[int, int], out_hw: tuple[int, int]) -> Tensor:
+def _conv2d_shifted_blocked(input: Tensor, weight: Tensor, bias: Tensor | None, pads: tuple[int, int, int, int],
+                            dilation: tuple[int, int], out_hw: tuple[int, int]) -> Tensor:
     """`conv2d_shifted`'s math (stride 1, one group) made cache-friendly, without autograd.
 
     The unblocked version streams the whole output through memory once per tap (K*K times); here the output rows
     are cut into blocks of about `BLOCK_ROWS` that stay in the L2 cache while all K*K GEMMs accumulate into them,
     in place. Blocks follow whole images and skip the padded bottom rows that end each run of images (they hold no
-    output pixel).
+    output pixel). The input is read once, into a zero-bordered channels-last copy (padding and layout in one
+    pass), and the bias enters through the first GEMM of each block (no separate pass over the output).
     """
-    N, C, Hp, Wp = xp.shape
+    N, C, H, W = input.shape
     O, _, kh, kw = weight.shape
-    (dh, dw), (Ho, Wo) = dilation, out_hw
-    x = xp.permute(0, 2, 3, 1).contiguous().view(N * Hp * Wp, C)  # channels last, one row per pixel
+    (top, bottom, left, right), (dh, dw), (Ho, Wo) = pads, dilation, out_hw
+    Hp, Wp = H + top + bottom, W + left + right
+    x = input.new_empty(N, Hp, Wp, C)  # channels last, zero border: one row per padded pixel
+    x[:, :top].zero_(), x[:, top + H:].zero_()
+    x[:, top:top + H, :left].zero_(), x[:, top:top + H, left + W:].zero_()
+    x[:, top:top + H, left:left + W] = input.permute(0, 2, 3, 1)  # (N, H, W, C)
+    x = x.view(N * Hp * Wp, C)
     w = weight.permute(2, 3, 1, 0).contiguous()  # (kh, kw, C, O)
     taps = [(i * dh * Wp + j * dw, w[i, j]) for i in range(kh) for j in range(kw)]
     M = N * Hp * Wp - taps[-1][0]  # rows whose every tap stays inside the input
-    out = torch.empty(N * Hp * Wp, O, dtype=xp.dtype, device=xp.device)
+    out = torch.empty(N * Hp * Wp, O, dtype=input.dtype, device=input.device)
     rows_per_image = Ho * Wp  # output rows of one image on the padded grid (the last Hp-Ho rows are skipped)
     images = max(1, BLOCK_ROWS // rows_per_image)
     for n0 in range(0, N, images):
         for start in range(n0 * Hp * Wp, (min(n0 + images, N) - 1) * Hp * Wp + rows_per_image, BLOCK_ROWS):
             stop = min(start + BLOCK_ROWS, (min(n0 + images, N) - 1) * Hp * Wp + rows_per_image, M)
             block = out[start:stop]  # (rows, O): stays in cache across the K*K taps
-            torch.mm(x[start + taps[0][0]:stop + taps[0][0]], taps[0][1], out=block)
+            first = x[start + taps[0][0]:stop + taps[0][0]]
+            if bias is None:
+                torch.mm(first, taps[0][1], out=block)
+            else:
+                torch.addmm(bias, first, taps[0][1], out=block)  # bias broadcast over the rows
             for off, w_tap in taps[1:]:
                 block.addmm_(x[start + off:stop + off], w_tap)
     out = out.view(N, Hp, Wp, O)[:, :Ho, :Wo]  # keep the valid pixels
@@ -177,21 +188,22 @@ def _conv2d_shifted_blocked(xp: Tensor, weight: Tensor, dilation: tuple[int, int
 
 def _conv2d_fastest(input: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPair, padding: Padding,
                     dilation: IntPair, groups: int) -> Tensor:
-    """Pick the fastest from-scratch forward for this shape (no autograd; `conv2d` adds the backward)."""
+    """Pick the fastest from-scratch forward for this shape (no autograd; `conv2d` adds the backward). The output
+    is a fresh tensor, so the bias is added in place where no GEMM can take it."""
     O, _, kh, kw = weight.shape
-    if _pair(stride) != (1, 1) or groups != 1:
-        return conv2d_im2col(input, weight, bias, stride, padding, dilation, groups)
     N, C, H, W = input.shape
-    if (kh, kw) == (1, 1) and _pads(padding, (1, 1), (1, 1)) == (0, 0, 0, 0):
+    if (kh, kw) == (1, 1) and _pair(stride) == (1, 1) and groups == 1 and _pads(padding, (1, 1), (1, 1)) == (0,) * 4:
         out = weight.reshape(O, C) @ input.reshape(N, C, H * W)  # (N, O, H*W): weight broadcast over the batch
-        return _add_bias(out.view(N, O, H, W), bias)
-    (dh, dw), (top, bottom, left, right) = _pair(dilation), _pads(padding, (kh, kw), _pair(dilation))
-    Hp, Wp = H + top + bottom, W + left + right
+        return out.view(N, O, H, W) if bias is None else out.view(N, O, H, W).add_(bias.view(1, -1, 1, 1))
+    dilation = _pair(dilation)
+    pads = _pads(padding, (kh, kw), dilation)
+    Hp, Wp = H + pads[0] + pads[1], W + pads[2] + pads[3]
+    Ho, Wo = Hp - dilation[0] * (kh - 1), Wp - dilation[1] * (kw - 1)  # stride 1
     # the shifted GEMMs compute Hp x Wp pixels to keep Ho x Wo: worth it while that waste is small
-    if Hp * Wp > 1.4 * (Hp - dh * (kh - 1)) * (Wp - dw * (kw - 1)):
-        return conv2d_im2col(input, weight, bias, stride, padding, dilation, groups)
-    xp, _, dilation, _, out_hw = _prepare(input, weight, stride, padding, dilation, groups)
-    return _add_bias(_conv2d_shifted_blocked(xp, weight, dilation, out_hw), bias)
+    if _pair(stride) != (1, 1) or groups != 1 or Ho <= 0 or Wo <= 0 or Hp * Wp > 1.4 * Ho * Wo:
+        out = conv2d_im2col(input, weight, None, stride, padding, dilation, groups)  # also raises torch's errors
+        return out if bias is None else out.add_(bias.view(1, -1, 1, 1))
+    return _conv2d_shifted_blocked(input, weight, bias, pads, dilation, (Ho, Wo))
 
 
 class _Conv2dFunction(torch.autograd.Function):
