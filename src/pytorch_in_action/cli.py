@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 
-from pytorch_in_action.errors import PiaError
+from pytorch_in_action.errors import PiaError, RunStopped
 
 # task name -> (module, one-line description). Each module defines `main(argv: list[str]) -> int`.
 TASKS: dict[str, tuple[str, str]] = {
@@ -49,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     except PiaError as err:
         print(f"pia {task}: error: {err}", file=sys.stderr)
         return 2
+    except RunStopped as stop:  # a signal; the snapshot is saved (every rank stops, rank 0 speaks)
+        if os.environ.get("RANK", "0") == "0":
+            print(f"pia {task}: {stop}", file=sys.stderr)
+        return stop.exit_code
     except SystemExit as done:  # argparse: --help (0) or a bad flag (2, its one line already printed)
         if done.code is None or isinstance(done.code, int):
             return done.code or 0

@@ -206,7 +206,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
         cfg = EngineConfig(epochs=args.epochs, amp=args.amp, grad_clip=args.grad_clip, accum_steps=args.accum_steps,
                            ckpt_every_steps=args.ckpt_every_steps, best_metric="val_top1", progress=args.progress,
-                           items_name="images", extra_state={"classes": classes, "image_size": size})
+                           items_name="images", max_minutes=args.minutes,
+                           extra_state={"classes": classes, "image_size": size})
         meta = {"arch": args.arch, "num_classes": len(classes)}
         engine = Engine(model, optimizer, loader, config=cfg, dist=dist, run=run, scheduler=scheduler,
                         loss_fn=loss_fn, eval_fn=_make_eval_fn(val_loader, dist, channels_last), meta=meta)

@@ -245,7 +245,7 @@ def train_native(args, dist: DistEnv, out: Path, parts: dict[str, Labelled], num
     run.write_text("config.yaml", to_yaml(args))
     cfg = EngineConfig(epochs=args.epochs, amp=args.amp, grad_clip=args.grad_clip,
                        ckpt_every_steps=args.ckpt_every_steps, best_metric="val_accuracy", progress=args.progress,
-                       items_name="texts")
+                       items_name="texts", max_minutes=args.minutes)
     meta = {"recipe": "text-cls", "model": args.model, "init": args.init, "num_labels": num_labels}
     baselines = fit_baselines(parts["train"], parts["valid"], num_labels, "val_") if dist.is_main else None
     baselines = dist.broadcast_object(baselines)

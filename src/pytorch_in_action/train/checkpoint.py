@@ -7,6 +7,7 @@ checkpoint intact. Loading never unpickles arbitrary objects (`weights_only=True
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from pytorch_in_action.errors import PiaError, torch_load_failure
+from pytorch_in_action.train.atomic import guarded_write
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -45,20 +47,43 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """Write `state` to `path` atomically (temporary file in the same folder, fsync, rename)."""
+    """Write `state` to `path` atomically (temporary file in the same folder, fsync, rename).
+
+    A failed write (disk full, permission, read-only filesystem) raises `RunWriteError`, one line naming the file
+    and the cause; the temporary file is removed and the previous `path` is left as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with guarded_write(path, tmp):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except RuntimeError as err:  # torch's zip writer reports the OSError of a failed write as a RuntimeError
+            raise _as_os_error(err, path) from None
+        finally:
+            if tmp.exists():
+                tmp.unlink()
     return path
+
+
+def _as_os_error(err: RuntimeError, path: Path) -> OSError:
+    """The OSError behind a RuntimeError of torch.save's zip writer ("unexpected pos ..."): the failed write's own
+    error when Python kept it as the context; else a full filesystem is told by its free space."""
+    if isinstance(err.__context__, OSError):
+        return err.__context__
+    if "unexpected pos" not in str(err) and "file write failed" not in str(err):
+        raise err
+    try:
+        st = os.statvfs(path.parent)
+        full = st.f_bavail * st.f_frsize < 1 << 20
+    except OSError:
+        full = False
+    if full:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    return OSError(errno.EIO, f"{os.strerror(errno.EIO)} (torch.save: {str(err).splitlines()[0]})", str(path))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -82,6 +107,7 @@ def export_safetensors(model: torch.nn.Module, path: str | os.PathLike) -> Path:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(tmp))
-    os.replace(tmp, path)
+    with guarded_write(path, tmp):
+        save_file(tensors, str(tmp))
+        os.replace(tmp, path)
     return path

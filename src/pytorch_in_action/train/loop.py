@@ -5,6 +5,12 @@ A recipe supplies a model, an optimizer, a loader whose batch sampler can `set_e
 device placement, DDP, autocast and GradScaler, gradient accumulation and clipping, per-step schedulers,
 progress bars, metrics.jsonl and TensorBoard, atomic checkpoints (latest every epoch and every N steps, best
 by a metric) and exact resume, mid-epoch included.
+
+Stopping early (`train.stopping`): SIGTERM, SIGUSR1 or one Ctrl-C ends training at the next optimizer-step
+boundary with a mid-epoch snapshot in latest.pt, then `RunStopped` is raised (the CLI exits with its code);
+`EngineConfig.max_minutes` ends it at the first step boundary after the budget, evaluates and saves as at an
+epoch end, and `fit` returns normally with `stopped_by="time budget"`. Under DDP all ranks stop after the same
+step. A checkpoint that cannot be written is one `RunWriteError` line on every rank.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from pytorch_in_action.errors import PiaError
+from pytorch_in_action.errors import PiaError, RunStopped
+from pytorch_in_action.train.atomic import RunWriteError, guarded_write
 from pytorch_in_action.train.checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -31,8 +38,9 @@ from pytorch_in_action.train.checkpoint import (
     save_checkpoint,
 )
 from pytorch_in_action.train.distributed import DistEnv
-from pytorch_in_action.train.precision import autocast_ctx, make_grad_scaler, resolve_amp
+from pytorch_in_action.train.precision import AMP_CHOICES, autocast_ctx, make_grad_scaler, resolve_amp
 from pytorch_in_action.train.run import RunDir
+from pytorch_in_action.train.stopping import StopSignals, TimeBudget, agreed_stop
 
 LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, int]]
 EvalFn = Callable[[nn.Module], dict[str, float]]
@@ -51,6 +59,8 @@ class EngineConfig:
     progress: bool = True
     log_every_steps: int = 10  # TensorBoard train/loss and train/lr every N optimizer steps
     items_name: str = "items"  # metrics.jsonl reports f"{items_name}_per_sec"
+    max_minutes: float = 0.0  # time budget of fit(): stop at the first optimizer step after it, evaluate, save (0: none)
+    stop_on_signals: bool = True  # SIGTERM / SIGUSR1 / first SIGINT: snapshot at the next step, then RunStopped
     extra_state: dict[str, Any] = field(default_factory=dict)  # stored in checkpoints as is
 
 
@@ -91,6 +101,7 @@ class Engine:
         self.loss_sum = 0.0  # sum of per-item losses in the current epoch (this rank)
         self.items = 0  # items seen in the current epoch (this rank)
         self.history: list[dict[str, Any]] = []
+        self.stopped_by: str | None = None  # "time budget" when fit() ended on the budget (None: ran to the end)
 
     # -- checkpoints -------------------------------------------------------------------------------------
     def _rng_states(self) -> list[dict[str, Any]]:
@@ -109,6 +120,7 @@ class Engine:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict(),
+            "amp": self.amp,  # the resolved choice: a resumed `--amp auto` run keeps it
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "global_step": self.global_step,
@@ -122,15 +134,24 @@ class Engine:
         }
 
     def save(self, best: bool = False) -> None:
-        """Write latest.pt (and best.pt when asked) on the main rank; all ranks wait for it."""
+        """Write latest.pt (and best.pt when asked) on the main rank; all ranks wait for it and, when it fails,
+        all raise the same `RunWriteError` (the previous files stay as they were)."""
         rng_states = self._rng_states()
+        error = None
         if self.run is not None and self.dist.is_main:
-            save_checkpoint(self.run.latest, self.state_dict(rng_states))
-            if best:
-                tmp = self.run.best.with_name(".best.pt.tmp-copy")
-                shutil.copyfile(self.run.latest, tmp)
-                tmp.replace(self.run.best)
-        self.dist.barrier()
+            try:
+                save_checkpoint(self.run.latest, self.state_dict(rng_states))
+                if best:
+                    tmp = self.run.best.with_name(".best.pt.tmp-copy")
+                    with guarded_write(self.run.best, tmp):
+                        shutil.copyfile(self.run.latest, tmp)
+                        tmp.replace(self.run.best)
+            except RunWriteError as err:
+                error = str(err)
+        if self.dist.is_distributed:
+            error = self.dist.broadcast_object(error)  # also the barrier: the other ranks wait for the files
+        if error is not None:
+            raise RunWriteError(error)
 
     def load(self, path: str | Path) -> None:
         state = load_checkpoint(path, map_location=self.dist.device)
@@ -147,6 +168,12 @@ class Engine:
             raise PiaError(f"checkpoint {path} does not fit this model: {str(err).splitlines()[0]}") from None
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+        if self.cfg.amp == "auto" and state.get("amp") in AMP_CHOICES and state["amp"] != self.amp:
+            try:  # "auto" is measured; a resumed run keeps the dtype it was trained in where the device allows
+                self.amp = resolve_amp(state["amp"], self.dist.device)
+                self.scaler = make_grad_scaler(self.dist.device, self.amp)
+            except PiaError:
+                pass
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.batch_in_epoch = state["epoch"], state["batch_in_epoch"]
         self.global_step, self.best = state["global_step"], state["best"]
@@ -199,9 +226,37 @@ class Engine:
         return float(t[0] / t[1]) if t[1] > 0 else float("nan")
 
     def fit(self, resume: str | Path | None = None) -> dict[str, Any]:
-        """Train until `config.epochs`, resuming from `resume` when given; return a summary."""
+        """Train until `config.epochs` (or the time budget), resuming from `resume` when given; return a summary.
+
+        Raises `RunStopped` after saving a snapshot when SIGTERM, SIGUSR1 or a first SIGINT arrives."""
         if resume is not None:
             self.load(resume)
+        signals = StopSignals() if self.cfg.stop_on_signals else contextlib.nullcontext(StopSignals())
+        try:
+            with signals as received:
+                return self._fit(received, TimeBudget(self.cfg.max_minutes))
+        finally:
+            if self.run is not None:
+                self.run.close()
+
+    def _where(self, n_batches: int) -> str:
+        return f"step {self.global_step} (epoch {self.epoch + 1}, batch {self.batch_in_epoch}/{n_batches})"
+
+    def _stop(self, reason: str, n_batches: int, saved: bool) -> None:
+        """End training at this step boundary: on a signal save (unless the epoch end just did) and raise
+        `RunStopped`; on the time budget only report (the caller has evaluated and saved)."""
+        if reason != "time budget":
+            if not saved:
+                self.save()
+            where = f" to {self.run.latest}" if self.run is not None else ""
+            raise RunStopped(f"stopped by {reason} at {self._where(n_batches)}; snapshot saved{where}; continue "
+                             f"with --resume")
+        self.stopped_by = reason
+        if self.dist.is_main:
+            tqdm.write(f"time budget of {self.cfg.max_minutes:g} min spent: stopped at {self._where(n_batches)} "
+                       f"after evaluating and saving; --resume continues the run")
+
+    def _fit(self, signals: StopSignals, budget: TimeBudget) -> dict[str, Any]:
         cfg, dist = self.cfg, self.dist
         sampler = self.loader.batch_sampler
         n_batches = len(sampler)
@@ -211,6 +266,7 @@ class Engine:
         show = cfg.progress and dist.is_main
         self.model.train()
         last: dict[str, Any] = {}
+        budget.start()
         while self.epoch < cfg.epochs:
             epoch = self.epoch
             sampler.set_epoch(epoch)
@@ -220,6 +276,7 @@ class Engine:
             loss_acc = torch.zeros((), dtype=torch.float64, device=dist.device)
             items_acc = 0
             start, epoch_items = time.perf_counter(), 0
+            stop = None
             for i, batch in enumerate(self.loader, start=self.batch_in_epoch):
                 batch = to_device(batch, dist.device)
                 sync = (i + 1) % accum == 0 or i + 1 == n_batches
@@ -256,7 +313,16 @@ class Engine:
                     if self.run is not None:
                         self.run.scalar("train/loss", value, self.global_step)
                         self.run.scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.global_step)
+                stop = agreed_stop(signals, budget, dist)  # a collective: every rank asks after every step
                 mid_epoch = i + 1 < n_batches
+                if stop is not None and mid_epoch:
+                    bar.close()
+                    if stop == "time budget":  # evaluate and save as at an epoch end, then return
+                        metrics = self.evaluate()
+                        last = self._record(metrics, self._epoch_train_loss(), None)
+                        self.save(best=self._improved(metrics))
+                    self._stop(stop, n_batches, saved=stop == "time budget")
+                    return self._summary(last)
                 if cfg.eval_every_steps and self.global_step % cfg.eval_every_steps == 0 and mid_epoch:
                     metrics = self.evaluate()
                     last = self._record(metrics, None, None)
@@ -276,6 +342,11 @@ class Engine:
                 shown = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                   for k, v in last.items() if k not in {"epoch", "lr"})
                 tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}  {shown}")
-        if self.run is not None:
-            self.run.close()
-        return {"last": last, "best": self.best, "history": self.history, "global_step": self.global_step}
+            if stop is not None and self.epoch < cfg.epochs:  # asked during the epoch's last step: saved above
+                self._stop(stop, n_batches, saved=True)
+                break
+        return self._summary(last)
+
+    def _summary(self, last: dict[str, Any]) -> dict[str, Any]:
+        return {"last": last, "best": self.best, "history": self.history, "global_step": self.global_step,
+                "stopped_by": self.stopped_by}
