@@ -292,7 +292,7 @@ def pretrain(args: argparse.Namespace) -> dict[str, Any]:
                                                             args.amp) if dist.is_main else None)
             fit = int(args.minutes * 60 / step_s)
             if fit < total_steps:
-                total_steps = max(2, fit)
+                total_steps = sampler.steps = max(2, fit)  # the run ends with its schedule or its budget
                 if dist.is_main:
                     print(f"schedule: {step_s:.2f} s/step measured, so about {total_steps} of the {args.steps} steps "
                           f"fit in --minutes {args.minutes:g}; the learning rate decays to 0 over them")
