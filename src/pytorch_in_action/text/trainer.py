@@ -35,7 +35,8 @@ class BpeTrainResult:
     # characters in the tie that `limit_alphabet` cut through (Rust keeps an arbitrary subset of them)
     tied_alphabet: frozenset[str] = frozenset()
     # vocabulary size when a winning pair first tied with a pair that Rust may order first (it compares
-    # `##c` ids, which follow hash order); None if that never happened: then the whole run is determined
+    # `##c` ids, which follow hash order), or the alphabet's end when `tied_alphabet` is not empty; None if
+    # neither happened: then the whole run is determined
     hash_tie_at: int | None = None
 
 
@@ -141,6 +142,8 @@ def train_bpe(word_counts: dict[str, int], vocab_size: int, min_frequency: int =
     alphabet, tied_alphabet = _alphabet(word_counts, initial_alphabet, limit_alphabet)
     for c in alphabet:
         add(c)
+    # which tied characters Rust keeps is arbitrary, and so are the pieces and pairs built on them
+    hash_tie_at: int | None = len(id2w) if tied_alphabet else None
     prefix = continuing_subword_prefix
     first_piece = len(id2w)
     words: list[list[int]] = []
@@ -166,7 +169,6 @@ def train_bpe(word_counts: dict[str, int], vocab_size: int, min_frequency: int =
     heapq.heapify(heap)
     seq = len(heap)
     merges: list[tuple[Pair, int]] = []
-    hash_tie_at: int | None = None
     while len(w2id) < vocab_size and heap:
         neg, pair, _, pos = heapq.heappop(heap)
         if -neg != pair_counts[pair]:  # stale entry: re-queue with the current count
@@ -175,7 +177,8 @@ def train_bpe(word_counts: dict[str, int], vocab_size: int, min_frequency: int =
             continue
         if -neg < 1 or min_frequency > -neg:
             break
-        if hash_tie_at is None and end_piece > first_piece and _tied_with(heap, neg, pair, pair_counts, forced.hash_ordered):
+        if hash_tie_at is None and end_piece > first_piece and _tied_with(heap, neg, pair, pair_counts,
+                                                                          forced.hash_ordered):
             hash_tie_at = len(id2w)
         a, b = id2w[pair[0]], id2w[pair[1]]
         if prefix and b.startswith(prefix):
