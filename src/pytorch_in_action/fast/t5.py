@@ -96,9 +96,6 @@ class T5Decoder:
             return model.generate(input_ids, attention_mask, max_new_tokens, use_cache=False, **options)
         cache, start = model.start_decoding(input_ids, attention_mask, max_new_tokens)
         qkv = [FusedQKV(block.layer[0].SelfAttention) for block in model.decoder.block]
-        for name in ("eos_token_id", "pad_token_id"):  # the model's defaults, as its generate takes them
-            if options.get(name) is None:
-                options[name] = getattr(model.config, name)
 
         def step(new_tokens: Tensor, cache: T5Cache) -> tuple[Tensor, T5Cache]:
             if new_tokens.size(1) > 1 or model.training or cache.kv.dtype not in (torch.float32, torch.float64):
@@ -106,4 +103,4 @@ class T5Decoder:
             return flat_step(model, new_tokens, cache, qkv, self.linears), cache
 
         return generation.generate(step, start, cache, max_new_tokens=max_new_tokens, reorder_cache=T5Cache.reorder,
-                                   **options)
+                                   **model.generation_options(options))

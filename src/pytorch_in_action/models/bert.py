@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -23,40 +23,35 @@ from pytorch_in_action.models.hf_loading import load_converted, load_hf_folder
 
 
 @dataclass
-class BertConfig:
-    """BERT hyper-parameters; `from_hf` maps Hugging Face names (hidden_size, ...) onto these."""
+class EncoderConfig:
+    """The hyper-parameters BERT and DistilBERT share, under one set of names (so `BertBlock` takes either);
+    each model's `HF_NAMES` maps its Hugging Face names onto these."""
 
     vocab_size: int = 30522
-    d_model: int = 768  # hidden_size
-    n_layer: int = 12  # num_hidden_layers
-    n_head: int = 12  # num_attention_heads
-    d_ff: int = 3072  # intermediate_size
-    act: str = "gelu"  # hidden_act
-    dropout: float = 0.1  # hidden_dropout_prob
-    attn_dropout: float = 0.1  # attention_probs_dropout_prob
-    max_positions: int = 512  # max_position_embeddings
-    type_vocab_size: int = 2
-    ln_eps: float = 1e-12  # layer_norm_eps
+    d_model: int = 768
+    n_layer: int = 12
+    n_head: int = 12
+    d_ff: int = 3072
+    act: str = "gelu"
+    dropout: float = 0.1
+    attn_dropout: float = 0.1
+    max_positions: int = 512
+    ln_eps: float = 1e-12
     pad_token_id: int = 0
     num_labels: int = 2
-    classifier_dropout: float | None = None  # None: use `dropout`
     problem_type: str | None = None  # None: inferred from labels, as in HF
 
-    HF_NAMES = {"hidden_size": "d_model", "num_hidden_layers": "n_layer", "num_attention_heads": "n_head",
-                "intermediate_size": "d_ff", "hidden_act": "act", "hidden_dropout_prob": "dropout",
-                "attention_probs_dropout_prob": "attn_dropout", "max_position_embeddings": "max_positions",
-                "layer_norm_eps": "ln_eps"}
+    HF_NAMES: ClassVar[dict[str, str]] = {}
+    MODEL_TYPE: ClassVar[str] = ""  # HF's `model_type`
+    NAME: ClassVar[str] = ""  # for messages
 
     @classmethod
-    def from_hf(cls, hf: Any) -> BertConfig:
+    def from_hf(cls, hf: Any) -> Any:
         """Build from an HF config object or its dict (config.json)."""
         d = dict(hf if isinstance(hf, dict) else hf.to_dict())
-        if d.get("model_type", "bert") != "bert":
-            raise PiaError(f"a {d['model_type']!r} checkpoint is not a BERT checkpoint")
-        if d.get("position_embedding_type", "absolute") != "absolute":
-            raise PiaError(f"position_embedding_type={d['position_embedding_type']!r} is not supported (absolute only)")
-        if d.get("is_decoder") or d.get("add_cross_attention"):
-            raise PiaError("decoder BERT (is_decoder / add_cross_attention) is not supported: encoder only")
+        if d.get("model_type", cls.MODEL_TYPE) != cls.MODEL_TYPE:
+            raise PiaError(f"a {d['model_type']!r} checkpoint is not a {cls.NAME} checkpoint")
+        cls.check_hf(d)
         if "num_labels" not in d and d.get("id2label"):
             d["num_labels"] = len(d["id2label"])
         names = {f.name for f in fields(cls)}
@@ -64,6 +59,33 @@ class BertConfig:
         if kw.get("pad_token_id") is None:
             kw.pop("pad_token_id", None)
         return cls(**kw)
+
+    @classmethod
+    def check_hf(cls, d: dict[str, Any]) -> None:
+        """Refuse an HF config this implementation does not cover (PiaError)."""
+
+
+@dataclass
+class BertConfig(EncoderConfig):
+    """BERT hyper-parameters; `from_hf` maps Hugging Face names (hidden_size, ...) onto these."""
+
+    type_vocab_size: int = 2
+    classifier_dropout: float | None = None  # None: use `dropout`
+
+    MODEL_TYPE: ClassVar[str] = "bert"
+    NAME: ClassVar[str] = "BERT"
+    HF_NAMES: ClassVar[dict[str, str]] = {
+        "hidden_size": "d_model", "num_hidden_layers": "n_layer", "num_attention_heads": "n_head",
+        "intermediate_size": "d_ff", "hidden_act": "act", "hidden_dropout_prob": "dropout",
+        "attention_probs_dropout_prob": "attn_dropout", "max_position_embeddings": "max_positions",
+        "layer_norm_eps": "ln_eps"}
+
+    @classmethod
+    def check_hf(cls, d: dict[str, Any]) -> None:
+        if d.get("position_embedding_type", "absolute") != "absolute":
+            raise PiaError(f"position_embedding_type={d['position_embedding_type']!r} is not supported (absolute only)")
+        if d.get("is_decoder") or d.get("add_cross_attention"):
+            raise PiaError("decoder BERT (is_decoder / add_cross_attention) is not supported: encoder only")
 
 
 @dataclass
@@ -247,27 +269,40 @@ _HF_BERT_RENAMES = [  # (regex on a "bert."-prefixed HF key, our key)
 _QKV = re.compile(r"bert\.encoder\.layer\.(\d+)\.attention\.self\.(query|key|value)\.(weight|bias)$")
 
 
+def rename_hf_encoder(hf_state_dict: dict[str, Tensor], prefix: str, heads: tuple[str, ...],
+                      renames: list[tuple[str, str]], qkv: re.Pattern, qkv_order: tuple[str, str, str]
+                      ) -> dict[str, Tensor]:
+    """The renaming BERT and DistilBERT share. Keys that start with none of `heads` (a bare base model) get
+    `prefix`; the query/key/value tensors `qkv` matches (groups: layer, which one, weight or bias) are stacked in
+    `qkv_order` into `{prefix}layers.{i}.attn.c_attn.{weight|bias}`; every other key takes the first matching
+    (regex, replacement) of `renames`, and keys none matches are dropped."""
+    out: dict[str, Tensor] = {}
+    parts: dict[tuple[str, str], dict[str, Tensor]] = {}
+    for key, t in hf_state_dict.items():
+        if not key.startswith(heads):
+            key = prefix + key
+        if m := qkv.match(key):
+            parts.setdefault((m[1], m[3]), {})[m[2]] = t
+            continue
+        for pattern, repl in renames:
+            if re.match(pattern, key):
+                out[re.sub(pattern, repl, key)] = t
+                break
+    for (i, kind), p in parts.items():
+        out[f"{prefix}layers.{i}.attn.c_attn.{kind}"] = torch.cat([p[name] for name in qkv_order])
+    return out
+
+
 def convert_hf_bert(hf_state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     """HF BERT weights (BertModel or a task model, "bert." prefix or not) -> this file's names.
 
     query/key/value are stacked into one `c_attn`; the MLM decoder is dropped because it is tied to the word
     embeddings (checked); the NSP head and position-id buffers are dropped.
     """
-    out: dict[str, Tensor] = {}
-    qkv: dict[tuple[str, str], dict[str, Tensor]] = {}
-    for key, t in hf_state_dict.items():
-        key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
-        if not key.startswith(("bert.", "cls.", "classifier.")):
-            key = "bert." + key  # a bare BertModel checkpoint
-        if m := _QKV.match(key):
-            qkv.setdefault((m[1], m[3]), {})[m[2]] = t
-            continue
-        for pattern, repl in _HF_BERT_RENAMES:
-            if re.match(pattern, key):
-                out[re.sub(pattern, repl, key)] = t
-                break
-    for (i, kind), parts in qkv.items():
-        out[f"bert.layers.{i}.attn.c_attn.{kind}"] = torch.cat([parts["query"], parts["key"], parts["value"]])
+    old_names = {k.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias"): t
+                 for k, t in hf_state_dict.items()}  # TF-era checkpoints
+    out = rename_hf_encoder(old_names, "bert.", ("bert.", "cls.", "classifier."), _HF_BERT_RENAMES, _QKV,
+                            ("query", "key", "value"))
     decoder = hf_state_dict.get("cls.predictions.decoder.weight")
     if decoder is not None and "bert.embeddings.word.weight" in out:
         if not torch.equal(decoder, out["bert.embeddings.word.weight"]):

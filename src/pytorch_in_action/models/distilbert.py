@@ -9,60 +9,39 @@ block below *is* `bert.BertBlock`. Positions are learned, or initialised with si
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pytorch_in_action.errors import PiaError
 from pytorch_in_action.models.bert import (
     BertBlock,
+    EncoderConfig,
     EncoderOutput,
     _FromHF,
     extended_attention_mask,
     init_weights,
+    rename_hf_encoder,
     sequence_classification_loss,
 )
 
 
 @dataclass
-class DistilBertConfig:
-    """DistilBERT hyper-parameters under the same names as `BertConfig` (so `BertBlock` takes either)."""
+class DistilBertConfig(EncoderConfig):
+    """DistilBERT hyper-parameters under the names of `EncoderConfig` (so `BertBlock` takes either); DistilBERT
+    fixes `ln_eps` at 1e-12."""
 
-    vocab_size: int = 30522
-    d_model: int = 768  # dim
-    n_layer: int = 6  # n_layers
-    n_head: int = 12  # n_heads
-    d_ff: int = 3072  # hidden_dim
-    act: str = "gelu"  # activation
-    dropout: float = 0.1
-    attn_dropout: float = 0.1  # attention_dropout
-    max_positions: int = 512  # max_position_embeddings
+    n_layer: int = 6
     sinusoidal_pos_embds: bool = False
-    ln_eps: float = 1e-12  # fixed in DistilBERT
-    pad_token_id: int = 0
-    num_labels: int = 2
     seq_classif_dropout: float = 0.2
-    problem_type: str | None = None
 
-    HF_NAMES = {"dim": "d_model", "n_layers": "n_layer", "n_heads": "n_head", "hidden_dim": "d_ff",
-                "activation": "act", "attention_dropout": "attn_dropout", "max_position_embeddings": "max_positions"}
-
-    @classmethod
-    def from_hf(cls, hf: Any) -> DistilBertConfig:
-        """Build from an HF DistilBertConfig object or its dict (config.json)."""
-        d = dict(hf if isinstance(hf, dict) else hf.to_dict())
-        if d.get("model_type", "distilbert") != "distilbert":
-            raise PiaError(f"a {d['model_type']!r} checkpoint is not a DistilBERT checkpoint")
-        if "num_labels" not in d and d.get("id2label"):
-            d["num_labels"] = len(d["id2label"])
-        names = {f.name for f in fields(cls)}
-        kw = {cls.HF_NAMES.get(k, k): v for k, v in d.items() if cls.HF_NAMES.get(k, k) in names}
-        if kw.get("pad_token_id") is None:
-            kw.pop("pad_token_id", None)
-        return cls(**kw)
+    MODEL_TYPE: ClassVar[str] = "distilbert"
+    NAME: ClassVar[str] = "DistilBERT"
+    HF_NAMES: ClassVar[dict[str, str]] = {
+        "dim": "d_model", "n_layers": "n_layer", "n_heads": "n_head", "hidden_dim": "d_ff", "activation": "act",
+        "attention_dropout": "attn_dropout", "max_position_embeddings": "max_positions"}
 
 
 def sinusoidal_positions(n_pos: int, dim: int) -> Tensor:
@@ -112,21 +91,8 @@ _HEADS = ("distilbert.", "pre_classifier.", "classifier.", "vocab_", "qa_outputs
 
 def convert_hf_distilbert(hf_state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     """HF DistilBERT weights (base model or a task model) -> this file's names; q/k/v stacked into `c_attn`."""
-    out: dict[str, Tensor] = {}
-    qkv: dict[tuple[str, str], dict[str, Tensor]] = {}
-    for key, t in hf_state_dict.items():
-        if not key.startswith(_HEADS):
-            key = "distilbert." + key  # a bare DistilBertModel checkpoint
-        if m := _QKV.match(key):
-            qkv.setdefault((m[1], m[3]), {})[m[2]] = t
-            continue
-        for pattern, repl in _HF_DISTILBERT_RENAMES:
-            if re.match(pattern, key):
-                out[re.sub(pattern, repl, key)] = t
-                break
-    for (i, kind), parts in qkv.items():
-        out[f"distilbert.layers.{i}.attn.c_attn.{kind}"] = torch.cat([parts["q_lin"], parts["k_lin"], parts["v_lin"]])
-    return out
+    return rename_hf_encoder(hf_state_dict, "distilbert.", _HEADS, _HF_DISTILBERT_RENAMES, _QKV,
+                             ("q_lin", "k_lin", "v_lin"))
 
 
 class DistilBertModel(_FromHF, nn.Module):

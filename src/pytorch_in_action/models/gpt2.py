@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,7 +20,7 @@ from torch import Tensor, nn
 
 from pytorch_in_action import generation
 from pytorch_in_action.layers.feedforward import hf_activation
-from pytorch_in_action.models.hf_loading import load_converted, load_hf_folder
+from pytorch_in_action.models.pretrained import FromHF
 
 
 @dataclass
@@ -162,8 +161,10 @@ def attention_bias(attention_mask: Tensor, q_len: int, past: int, dtype: torch.d
         ~allowed, torch.finfo(dtype).min)
 
 
-class GPT2Model(nn.Module):
+class GPT2Model(FromHF, nn.Module):
     """Token + position embeddings, `n_layer` pre-LN blocks, final LayerNorm: returns (B, T, n_embd)."""
+
+    config_class = GPT2Config
 
     def __init__(self, cfg: GPT2Config) -> None:
         super().__init__()
@@ -191,16 +192,15 @@ class GPT2Model(nn.Module):
             cache.length += T
         return self.ln_f(x)
 
-    @classmethod
-    def from_hf(cls, hf_model: nn.Module) -> GPT2Model:
-        """Convert an in-memory `transformers.GPT2Model`."""
-        model = cls(GPT2Config.from_dict(hf_model.config.to_dict()))
-        load_converted(model, convert_hf_state_dict(hf_model.state_dict(), lm_head=False), "transformers GPT2Model")
-        return model
+    @staticmethod
+    def convert(hf_state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+        return convert_hf_state_dict(hf_state_dict, lm_head=False)
 
 
-class GPT2LMHeadModel(nn.Module):
+class GPT2LMHeadModel(FromHF, nn.Module):
     """GPT2Model + a linear head onto the vocabulary (tied to `wte` unless the config says otherwise)."""
+
+    config_class = GPT2Config
 
     def __init__(self, cfg: GPT2Config) -> None:
         super().__init__()
@@ -225,23 +225,19 @@ class GPT2LMHeadModel(nn.Module):
 
     @torch.inference_mode()
     def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None, max_new_tokens: int = 20,
-                 do_sample: bool = False, num_beams: int = 1, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, eos_token_id: int | None = None, pad_token_id: int | None = None,
-                 length_penalty: float = 1.0, early_stopping: bool = False,
-                 generator: torch.Generator | None = None, use_cache: bool = True) -> Tensor:
+                 use_cache: bool = True, **options) -> Tensor:
         """Continue `input_ids` (B, P), left-padded when `attention_mask` has zeros; returns (B, P + new).
 
         Every step runs the blocks above: the prompt once (the prefill), then one token per row against the
-        cached keys and values. `use_cache=False` recomputes the whole sequence every step (slow; it exists to
-        check the cache). For faster CPU decoding with the same tokens see `pytorch_in_action.fast.cpu_decoder`.
+        cached keys and values. `options` are those of `generation.generate` (do_sample, num_beams, temperature,
+        top_k, top_p, eos_token_id, pad_token_id, length_penalty, early_stopping, generator). `use_cache=False`
+        recomputes the whole sequence every step (slow; it exists to check the cache). For faster CPU decoding
+        with the same tokens see `pytorch_in_action.fast.cpu_decoder`.
         """
         cache = self.start_decoding(input_ids, attention_mask, max_new_tokens)
         step = self.decode_step if use_cache else self._step_uncached
-        return generation.generate(
-            step, input_ids, cache, max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams,
-            temperature=temperature, top_k=top_k, top_p=top_p, eos_token_id=eos_token_id,
-            pad_token_id=pad_token_id, length_penalty=length_penalty, early_stopping=early_stopping,
-            generator=generator, reorder_cache=KVCache.reorder)
+        return generation.generate(step, input_ids, cache, max_new_tokens=max_new_tokens,
+                                   reorder_cache=KVCache.reorder, **options)
 
     def start_decoding(self, input_ids: Tensor, attention_mask: Tensor | None, max_new_tokens: int) -> KVCache:
         """Check the prompts (B, P) and make the cache that `generate` fills: one place for every decoder."""
@@ -286,20 +282,9 @@ class GPT2LMHeadModel(nn.Module):
         h = self.transformer(seq, mask, position_ids)
         return self.lm_head(h[:, -1]), state
 
-    @classmethod
-    def from_hf(cls, hf_model: nn.Module) -> GPT2LMHeadModel:
-        """Convert an in-memory `transformers.GPT2LMHeadModel`."""
-        model = cls(GPT2Config.from_dict(hf_model.config.to_dict()))
-        load_converted(model, convert_hf_state_dict(hf_model.state_dict()), "transformers GPT2LMHeadModel")
-        return model
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path) -> GPT2LMHeadModel:
-        """Load a local Hugging Face GPT-2 folder (config.json + model.safetensors / pytorch_model.bin)."""
-        config, state_dict = load_hf_folder(path)
-        model = cls(GPT2Config.from_dict(config))
-        load_converted(model, convert_hf_state_dict(state_dict), str(path))
-        return model.eval()
+    @staticmethod
+    def convert(hf_state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+        return convert_hf_state_dict(hf_state_dict)
 
 
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,7 +19,7 @@ from torch import Tensor, nn
 
 from pytorch_in_action import generation
 from pytorch_in_action.layers.feedforward import hf_activation
-from pytorch_in_action.models.hf_loading import load_converted, load_hf_folder
+from pytorch_in_action.models.pretrained import FromHF
 
 
 @dataclass
@@ -289,8 +288,10 @@ class T5Stack(nn.Module):
         return self.dropout(self.final_layer_norm(x))
 
 
-class T5Model(nn.Module):
+class T5Model(FromHF, nn.Module):
     """Encoder + decoder over a shared embedding; returns the decoder's last hidden state."""
+
+    config_class = T5Config
 
     def __init__(self, cfg: T5Config) -> None:
         super().__init__()
@@ -305,12 +306,9 @@ class T5Model(nn.Module):
         dec = self.decoder(decoder_input_ids, decoder_attention_mask, enc, attention_mask)
         return Seq2SeqOutput(last_hidden_state=dec, encoder_last_hidden_state=enc)
 
-    @classmethod
-    def from_hf(cls, hf_model: nn.Module) -> T5Model:
-        """Convert an in-memory `transformers.T5Model`."""
-        model = cls(T5Config.from_dict(hf_model.config.to_dict()))
-        load_converted(model, convert_hf_state_dict(hf_model.state_dict()), "transformers T5Model")
-        return model
+    @staticmethod
+    def convert(hf_state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+        return convert_hf_state_dict(hf_state_dict)
 
 
 def shift_right(labels: Tensor, decoder_start_token_id: int, pad_token_id: int) -> Tensor:
@@ -344,8 +342,11 @@ class T5Cache:
         return self
 
 
-class T5ForConditionalGeneration(nn.Module):
+class T5ForConditionalGeneration(FromHF, nn.Module):
     """T5Model + LM head: the text-to-text model. Loss is cross-entropy over `labels` (-100 ignored)."""
+
+    config_class = T5Config
+    convert = T5Model.convert
 
     def __init__(self, cfg: T5Config) -> None:
         super().__init__()
@@ -412,21 +413,24 @@ class T5ForConditionalGeneration(nn.Module):
 
     @torch.inference_mode()
     def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None, max_new_tokens: int = 20,
-                 do_sample: bool = False, num_beams: int = 1, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, eos_token_id: int | None = None, pad_token_id: int | None = None,
-                 length_penalty: float = 1.0, early_stopping: bool = False,
-                 generator: torch.Generator | None = None, use_cache: bool = True) -> Tensor:
-        """Encode `input_ids` (B, S) once, then decode from the start token; returns (B, 1 + new) like HF."""
+                 use_cache: bool = True, **options) -> Tensor:
+        """Encode `input_ids` (B, S) once, then decode from the start token; returns (B, 1 + new) like HF.
+
+        `options` are those of `generation.generate` (do_sample, num_beams, temperature, top_k, top_p,
+        eos_token_id, pad_token_id, length_penalty, early_stopping, generator); EOS and padding default to the
+        config's. `use_cache=False` reruns the decoder on the whole sequence every step (to check the cache).
+        """
         cache, start = self.start_decoding(input_ids, attention_mask, max_new_tokens)
         step = self.decode_step if use_cache else self._decode_uncached
+        return generation.generate(step, start, cache, max_new_tokens=max_new_tokens,
+                                   reorder_cache=T5Cache.reorder, **self.generation_options(options))
+
+    def generation_options(self, options: dict) -> dict:
+        """`options` with the config's `eos_token_id` and `pad_token_id` where they are missing or None."""
         cfg = self.config
-        eos_token_id = cfg.eos_token_id if eos_token_id is None else eos_token_id
-        pad_token_id = cfg.pad_token_id if pad_token_id is None else pad_token_id
-        return generation.generate(
-            step, start, cache, max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams,
-            temperature=temperature, top_k=top_k, top_p=top_p, eos_token_id=eos_token_id,
-            pad_token_id=pad_token_id, length_penalty=length_penalty, early_stopping=early_stopping,
-            generator=generator, reorder_cache=T5Cache.reorder)
+        return {**options, "eos_token_id": cfg.eos_token_id if options.get("eos_token_id") is None
+                else options["eos_token_id"], "pad_token_id": cfg.pad_token_id if options.get("pad_token_id") is None
+                else options["pad_token_id"]}
 
     def start_decoding(self, input_ids: Tensor, attention_mask: Tensor | None,
                        max_new_tokens: int) -> tuple[T5Cache, Tensor]:
@@ -434,21 +438,6 @@ class T5ForConditionalGeneration(nn.Module):
         generation.check_prompt(input_ids)
         cache = self.prefill_cache(input_ids, attention_mask, 1 + max_new_tokens)
         return cache, input_ids.new_full((input_ids.size(0), 1), self.config.decoder_start_token_id)
-
-    @classmethod
-    def from_hf(cls, hf_model: nn.Module) -> T5ForConditionalGeneration:
-        """Convert an in-memory `transformers.T5ForConditionalGeneration`."""
-        model = cls(T5Config.from_dict(hf_model.config.to_dict()))
-        load_converted(model, convert_hf_state_dict(hf_model.state_dict()), "transformers T5ForConditionalGeneration")
-        return model
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path) -> T5ForConditionalGeneration:
-        """Load a local Hugging Face T5 folder (config.json + model.safetensors / pytorch_model.bin)."""
-        config, state_dict = load_hf_folder(path)
-        model = cls(T5Config.from_dict(config))
-        load_converted(model, convert_hf_state_dict(state_dict), str(path))
-        return model.eval()
 
 
 def convert_hf_state_dict(sd: dict[str, Tensor]) -> dict[str, Tensor]:
