@@ -84,16 +84,17 @@ class _ForcedOrder:
 
     def __init__(self, word_counts: dict[str, int], prefix: str | None, id2w: list[str], first: int, end: int):
         self.first, self.end, self.n = first, end, len(prefix or "")
-        self.id2w = id2w
-        self.holders: dict[str, list[str]] = defaultdict(list)  # c -> words holding "##c"
-        if end > first:
-            for word in word_counts:
-                for c in set(word[1:]):
-                    self.holders[c].append(word)
+        self.id2w, self.word_counts = id2w, word_counts
+        self.holders: dict[str, list[str]] | None = None  # c -> words holding "##c", built on first use
         self.cache: dict[Pair, bool] = {}
 
     def before(self, x: int, y: int) -> bool:
         """Whether piece x precedes piece y in every Rust run."""
+        if self.holders is None:
+            self.holders = defaultdict(list)
+            for word in self.word_counts:
+                for c in set(word[1:]):
+                    self.holders[c].append(word)
         if (x, y) not in self.cache:
             cx, cy = self.id2w[x][self.n:], self.id2w[y][self.n:]
             self.cache[(x, y)] = all(cx in w[1:w.index(cy, 1)] for w in self.holders[cy])
