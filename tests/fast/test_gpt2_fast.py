@@ -4,7 +4,6 @@ compiler is installed (without one those tests skip, except under CI=true)."""
 
 import pytest
 import torch
-from piatest import require_tool
 from torch.testing import assert_close
 from transformers import GPT2Config as HFConfig
 from transformers import GPT2LMHeadModel as HFLMHead
@@ -84,16 +83,14 @@ def test_flat_step_gives_the_logits_and_cache_of_the_models_step(cfg):
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=["greedy", "beams", "sampling", "batch-1"])
-def test_compiled_paths_give_the_models_tokens(kind):
+def test_compiled_paths_give_the_models_tokens(kind, toolchain):
     """torch.compile for batches and beams (longer, masked cache), the native C++ step at batch 1."""
-    require_tool("g++", "builds the compiled GPT-2 decoding steps")
     same_tokens(model := model_of(CONFIGS[0]), cpu_decoder(model), kind)
 
 
-def test_native_batch_one_follows_its_own_and_changed_weights():
+def test_native_batch_one_follows_its_own_and_changed_weights(toolchain):
     """At batch 1 the native step reads a packed copy of the weights: two models of one configuration must each
     decode with their own, and a model whose weights change after packing must decode with the new ones."""
-    require_tool("g++", "builds the native GPT-2 decoding step")
     a, b = model_of(CONFIGS[0], seed=5), model_of(CONFIGS[0], seed=6)
     fast_a, fast_b = cpu_decoder(a), cpu_decoder(b)
     prompt = torch.tensor([[3, 4, 5, 6]])

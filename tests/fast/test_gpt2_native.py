@@ -1,9 +1,8 @@
 """The native batch-1 decoding step (C++ kernel) computes the model's own step's logits and cache, and refuses what
-it was not built for. Building the kernel needs a C++ compiler: without one these tests skip (fail under CI=true)."""
+it was not built for. Building the kernel needs a C++ compiler and ninja: without them these tests skip (fail under CI=true)."""
 
 import pytest
 import torch
-from piatest import require_tool
 from torch.testing import assert_close
 from transformers import GPT2Config as HFConfig
 from transformers import GPT2LMHeadModel as HFLMHead
@@ -12,13 +11,8 @@ from pytorch_in_action.fast import gpt2_native, native
 from pytorch_in_action.fast.gpt2 import GPT2Decoder
 from pytorch_in_action.models.gpt2 import GPT2LMHeadModel
 
-F32 = dict(rtol=1e-5, atol=1e-5)
+F32 = dict(rtol=1e-5, atol=1e-5)  # float32, different summation order than torch's kernels
 
-
-@pytest.fixture
-def compiler():
-    """The C++ compiler the native kernel is built with (the test is skipped without one, except under CI)."""
-    return require_tool("g++", "builds the native GPT-2 decoding step")  # float32, different summation order than torch's kernels
 
 NATIVE_CONFIGS = [
     dict(n_layer=2, n_head=2, n_embd=16, activation_function="gelu_new"),
@@ -43,7 +37,7 @@ def model_of(cfg: dict, seed: int = 3) -> GPT2LMHeadModel:
 
 @pytest.mark.parametrize("cfg", NATIVE_CONFIGS, ids=lambda c: c["activation_function"])
 @pytest.mark.parametrize("padded", [False, True], ids=["full", "left-padded"])
-def test_native_step_gives_the_eager_steps_logits_and_cache(cfg, padded, compiler):
+def test_native_step_gives_the_eager_steps_logits_and_cache(cfg, padded, toolchain):
     """Step by step from a prompt: logits equal to the model's own cached step's, and the same keys and values written
     to the cache; a left-padded prompt's hidden slots stay hidden."""
     model = model_of(cfg)
@@ -84,7 +78,7 @@ def test_supports_only_float32_cpu_batch_one_with_a_known_activation():
     assert not gpt2_native.supports(model_of(dict(NATIVE_CONFIGS[0], activation_function="tanh")), 1)
 
 
-def test_bind_and_call_refuse_a_wrong_cache_or_out_of_range_ids(compiler):
+def test_bind_and_call_refuse_a_wrong_cache_or_out_of_range_ids(toolchain):
     model = model_of(NATIVE_CONFIGS[0])
     step = gpt2_native.NativeDecodeStep(model)
     good = [torch.zeros(1, 2, 10, 8) for _ in range(2)]  # n_layer 2, n_head 2, head_dim 8
@@ -102,7 +96,7 @@ def test_bind_and_call_refuse_a_wrong_cache_or_out_of_range_ids(compiler):
             step(bound, token, position, past)
 
 
-def test_a_new_thread_count_needs_a_new_packing(compiler):
+def test_a_new_thread_count_needs_a_new_packing(toolchain):
     """Each thread streams its own share of the weights: the step refuses another thread count, and generate()
     repacks for it."""
     model = model_of(NATIVE_CONFIGS[1])

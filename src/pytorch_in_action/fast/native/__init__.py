@@ -59,17 +59,30 @@ def _first_error(message: str) -> str:
     return (errors or lines or ["no message"])[0]
 
 
+def missing_tool() -> str | None:
+    """What building a kernel here lacks, in a few words (None when the C++ compiler and ninja are there).
+
+    `ninja` from pip lives next to the Python executable, which is not always on PATH: its folder is added."""
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        return f"a C++ compiler: {compiler!r} was not found (install g++ or set CXX)"
+    if shutil.which("ninja") is None:
+        try:
+            import ninja  # the pip package: a ninja binary and its folder
+        except ImportError:
+            return "ninja (pip install ninja)"
+        os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+    return None
+
+
 @cache
 def load(name: str) -> ctypes.CDLL:
     """The compiled library of `native/<name>.cpp`, built on first use (a few seconds) and cached."""
     source = Path(__file__).with_name(f"{name}.cpp")
+    if (missing := missing_tool()) is not None:
+        raise BuildError(f"building the native kernel {name!r} needs {missing}")
     compiler = os.environ.get("CXX", "c++")
-    if shutil.which(compiler) is None:
-        raise BuildError(f"building the native kernel {name!r} needs a C++ compiler: {compiler!r} was not found "
-                         "(install g++ or set CXX)")
     cpp_extension = _cpp_extension()
-    if not cpp_extension.is_ninja_available():
-        raise BuildError(f"building the native kernel {name!r} needs ninja (pip install ninja)")
     cpu = hashlib.sha256(_cpu_signature().encode()).hexdigest()[:12]
     build = cache_dir() / "native" / f"{name}-{cpu}"
     build.mkdir(parents=True, exist_ok=True)
