@@ -208,17 +208,20 @@ def fit_baselines(train: Labelled, scored: Labelled, num_labels: int, prefix: st
 
 
 def standing(metrics: dict[str, float], prefix: str = "val_") -> str:
-    """The model's accuracy and F1 beside the baselines', and which side of the TF-IDF model it lands on."""
-    acc, f1 = metrics.get(f"{prefix}accuracy", float("nan")), metrics.get(f"{prefix}f1", float("nan"))
-    text = f"accuracy {acc:.4f}, F1 {f1:.4f}"
+    """The model's accuracy and F1 beside the baselines', and which side of them it lands on."""
+    nan = float("nan")
+    acc, f1, macro = (metrics.get(f"{prefix}{k}", nan) for k in ("accuracy", "f1", "macro_f1"))
+    text = f"accuracy {acc:.4f}, F1 {f1:.4f}, macro F1 {macro:.4f}"
     if f"{prefix}tfidf_accuracy" not in metrics:
         return text
-    tfidf = metrics[f"{prefix}tfidf_accuracy"]
+    tfidf, majority = metrics[f"{prefix}tfidf_accuracy"], metrics[f"{prefix}majority_accuracy"]
     gap = round(acc - tfidf, 4)
     verdict = ("the model is level with" if gap == 0 else
                f"the model is {abs(gap):.4f} {'above' if gap > 0 else 'below'}") + " the TF-IDF baseline"
-    return (f"{text} | majority class {metrics[f'{prefix}majority_accuracy']:.4f} | char TF-IDF + logistic "
-            f"regression accuracy {tfidf:.4f}, F1 {metrics[f'{prefix}tfidf_f1']:.4f} | {verdict}")
+    if acc <= majority:
+        verdict += ", and no better than always answering the majority class"
+    return (f"{text} | majority class {majority:.4f} | char TF-IDF + logistic regression accuracy {tfidf:.4f}, "
+            f"F1 {metrics[f'{prefix}tfidf_f1']:.4f} | {verdict}")
 
 
 def train_native(args, dist: DistEnv, out: Path, parts: dict[str, Labelled], num_labels: int) -> dict[str, Any]:
@@ -324,8 +327,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
             fitted = f"baselines fitted on {baseline_source}, {len(baseline_train)} texts"
         else:
             fitted = f"baselines not fitted: {baseline_source}"
-        print(f"{path} ({chosen}, {len(data)} texts): loss {metrics['loss']:.4f}, {standing(metrics, '')}, "
-              f"macro F1 {metrics['macro_f1']:.4f} ({fitted})")
+        print(f"{path} ({chosen}, {len(data)} texts): loss {metrics['loss']:.4f}, {standing(metrics, '')} ({fitted})")
         return metrics
     finally:
         cleanup()
