@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--amp", default="bf16", choices=["off", "bf16"],
                     help="bf16 only pays on CPUs with AMX or AVX512_BF16 (see /proc/cpuinfo); otherwise use off")
     ap.add_argument("--mlm-steps", type=int, default=100_000,
-                    help="MLM optimizer steps (the cosine schedule's length; --minutes may stop earlier)")
+                    help="MLM optimizer steps at most (the cosine schedule spans the steps --minutes holds, "
+                         "estimated by the recipe from a few timed steps)")
     ap.add_argument("--mlm-lr", type=float, default=5e-4)
     ap.add_argument("--mlm-batch-size", type=int, default=64)
     ap.add_argument("--wwm", action="store_true", help="whole-word masking (jieba) during pretraining")
