@@ -12,9 +12,9 @@ depends on the CPU. Four kernels compute the same product:
 - `onednn`:  oneDNN's inner product on a weight reordered once (`torch.ops.mkldnn._reorder_linear_weight` /
   `_linear_pointwise`), the kernels torch.compile's weight freezing uses.
 
-Measured on two 2-core machines (float32, 8 rows, a 768 x 3072 weight): on an Intel Xeon MKL's packed GEMM
-streams 45 GB/s against 16 for `F.linear`; on an AMD EPYC, where MKL takes slow code paths, oneDNN streams
-75 GB/s against 17 for both MKL kernels. So `PackedWeight` times the kernels on its first repeated few-row call (a
+Which one wins depends on the CPU: on an Intel Xeon MKL's packed GEMM streamed a weight several times faster
+than `F.linear`, while on an AMD EPYC, where MKL takes slow code paths, oneDNN was the fastest by as much. So
+`PackedWeight` times the kernels on its first repeated few-row call (a
 handful of interleaved calls each, once per process for each weight shape and row count) and keeps the winner
 and its packed copy. The models keep plain `nn.Linear` layers: the fast decoders (`fast.gpt2`, `fast.t5`) route
 those layers' weights through a `PackedLinears` of their own. The price is memory: one packed copy of each weight

@@ -1,8 +1,8 @@
 """A faster T5 decoder for the CPU: the model's own `generate`, with its one-token step written out flat.
 
 `T5ForConditionalGeneration.generate` runs the decoder's modules. Decoding a token streams every decoder weight
-once; at batch 1 the module calls, view bookkeeping and separate key/value writes around the real operations cost
-about a tenth of the step (the T5 rows of docs/benchmarks.md). `T5Decoder` keeps the model's encoder pass, cache
+once; at batch 1 the module calls, view bookkeeping and separate key/value writes around the real operations are
+a visible part of the step. `T5Decoder` keeps the model's encoder pass, cache
 and decoding loop and replaces the one-token step with `flat_step`: each layer is its products (the query, key
 and value projections fused into one), two fused attentions, three RMSNorms and the residual adds, every product
 through `fast.linear` (the fastest packed kernel, measured). It gives the tokens of the model's own `generate`
