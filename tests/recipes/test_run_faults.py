@@ -21,9 +21,10 @@ import torch
 from piatest import write_tree
 
 # `python RUNNER image train ...`: the `pia` command, optionally slowed down (PIA_TEST_STEP_DELAY seconds before each
-# batch) or with writes that fail (PIA_TEST_ENOSPC_AT: the Nth torch.save writes a few bytes, then the disk is full)
+# batch, after touching the file PIA_TEST_MARK when given) or with writes that fail (PIA_TEST_ENOSPC_AT: the Nth
+# torch.save writes a few bytes, then the disk is full)
 RUNNER = """
-import errno, os, sys, time
+import errno, os, pathlib, sys, time
 
 import torch
 
@@ -34,6 +35,8 @@ if delay:
     to_device = loop.to_device
 
     def slow_to_device(batch, device):
+        if os.environ.get("PIA_TEST_MARK"):
+            pathlib.Path(os.environ["PIA_TEST_MARK"]).touch()
         time.sleep(delay)
         return to_device(batch, device)
 
@@ -162,13 +165,15 @@ def test_rerun_without_resume_is_refused_and_leaves_the_run_byte_identical(tree,
 def test_a_second_run_into_a_live_runs_folder_is_refused_and_the_live_one_finishes(tree, runner, reference,
                                                                                     tmp_path):
     out = tmp_path / "run"
-    live = start(runner, _argv(tree, out), PIA_TEST_STEP_DELAY=0.05)
-    wait_for(out / "config.yaml", live)
-    for extra in ((), ("--resume",), ("--overwrite",)):
-        second = run(runner, _argv(tree, out, *extra))
-        assert second.returncode == 2, second.stderr[-3000:]
-        line = one_line(second.stderr)
+    live = start(runner, _argv(tree, out), PIA_TEST_STEP_DELAY=2, PIA_TEST_MARK=tmp_path / "training")
+    wait_for(tmp_path / "training", live)
+    others = [start(runner, _argv(tree, out, *extra)) for extra in ((), ("--resume",), ("--overwrite",))]
+    for other in others:  # started together, refused while the live run trains (48 s)
+        _, err = other.communicate(timeout=300)
+        assert other.returncode == 2, err[-3000:]
+        line = one_line(err)
         assert "in use by a live run" in line and f"pid {live.pid}@" in line, line
+    assert live.poll() is None, "the live run ended before the others were refused"
     _, err = live.communicate(timeout=600)
     assert live.returncode == 0, err[-3000:]
     assert_same_training_state(state(reference / "checkpoints/latest.pt"), state(out / "checkpoints/latest.pt"))
@@ -250,9 +255,9 @@ def test_ctrl_c_once_saves_and_twice_stops_at_once(tree, runner, tmp_path):
     assert state(out / "checkpoints" / "latest.pt")["global_step"] > 3
 
     out = tmp_path / "twice"
-    proc = start(runner, _argv(tree, out, "--ckpt-every-steps", "3"), PIA_TEST_STEP_DELAY=2)
-    wait_for(out / "config.yaml", proc)
-    time.sleep(1)  # inside the first (slow) step
+    proc = start(runner, _argv(tree, out, "--ckpt-every-steps", "3"), PIA_TEST_STEP_DELAY=5,
+                 PIA_TEST_MARK=tmp_path / "training")
+    wait_for(tmp_path / "training", proc)  # inside the first (slow) step: the handlers are installed
     proc.send_signal(signal.SIGINT)
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
