@@ -75,7 +75,7 @@ def runner(tmp_path_factory) -> Path:
 
 def _argv(tree: Path, out: Path, *extra: str) -> list[str]:
     return ["image", "train", "--data", str(tree), "--out", str(out), "--epochs", "2", "--batch-size", "4",
-            "--workers", "0", "--device", "cpu", "--no-progress", "--lr", "0.05", *extra]
+            "--workers", "0", "--device", "cpu", "--amp", "off", "--no-progress", "--lr", "0.05", *extra]
 
 
 def _env(**extra: object) -> dict[str, str]:
