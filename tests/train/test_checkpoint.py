@@ -1,4 +1,6 @@
+import errno
 import io
+import os
 import random
 
 import numpy as np
@@ -6,6 +8,7 @@ import pytest
 import torch
 
 from pytorch_in_action.errors import PiaError
+from pytorch_in_action.train.atomic import RunWriteError
 from pytorch_in_action.train.checkpoint import (
     capture_rng_state,
     export_safetensors,
@@ -30,11 +33,12 @@ def test_atomic_write_keeps_previous_file_on_failure(tmp_path, monkeypatch):
     path = tmp_path / "latest.pt"
     save_checkpoint(path, {"step": torch.tensor(1)})
 
-    def boom(*a, **k):
-        raise OSError("disk full")
+    def boom(obj, f, *a, **k):
+        f.write(b"the first bytes")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(torch, "save", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(RunWriteError, match=r"cannot write .*latest.pt: No space left on device \(ENOSPC\);"):
         save_checkpoint(path, {"step": torch.tensor(2)})
     monkeypatch.undo()
     assert int(load_checkpoint(path)["step"]) == 1
