@@ -248,9 +248,10 @@ class Engine:
         if reason != "time budget":
             if not saved:
                 self.save()
-            where = f" to {self.run.latest}" if self.run is not None else ""
-            raise RunStopped(f"stopped by {reason} at {self._where(n_batches)}; snapshot saved{where}; continue "
-                             f"with --resume")
+            if self.run is None:
+                raise RunStopped(f"stopped by {reason} at {self._where(n_batches)} (no run folder: nothing saved)")
+            raise RunStopped(f"stopped by {reason} at {self._where(n_batches)}; snapshot saved to {self.run.latest}; "
+                             f"continue with --resume")
         self.stopped_by = reason
         if self.dist.is_main:
             tqdm.write(f"time budget of {self.cfg.max_minutes:g} min spent: stopped at {self._where(n_batches)} "
