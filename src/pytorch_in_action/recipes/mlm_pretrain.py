@@ -323,10 +323,11 @@ def pretrain(args: argparse.Namespace) -> dict[str, Any]:
             last = summary["last"]
             (out / "pretrain_summary.json").write_text(json.dumps({"steps": summary["global_step"], **last}))
             guess = tokenizer.convert_ids_to_tokens(guess_id)
+            acc, unigram = last.get("val_mlm_accuracy", float("nan")), last.get("val_unigram_accuracy", float("nan"))
+            verdict = "" if acc > unigram else " -- no better than the guess: give it more steps (--minutes)"
             print(f"done: {summary['global_step']} steps in {(time.monotonic() - started) / 60:.1f} min; held-out "
-                  f"masked tokens predicted right: {last.get('val_mlm_accuracy', float('nan')):.1%}, against "
-                  f"{last.get('val_unigram_accuracy', float('nan')):.1%} for always guessing the most frequent "
-                  f"training token {guess!r} (val MLM loss {last.get('val_loss', float('nan')):.3f}); "
+                  f"masked tokens predicted right: {acc:.1%}, against {unigram:.1%} for always guessing the most "
+                  f"frequent training token {guess!r}{verdict} (val MLM loss {last.get('val_loss', float('nan')):.3f}); "
                   f"Hugging Face folder {out} (config.json, model.safetensors, tokenizer files)")
         return summary
     finally:
