@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from pytorch_in_action.config import (
+    HelpFormatter,
     fraction,
     non_negative_float,
     non_negative_int,
@@ -61,7 +62,7 @@ def default_out() -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pia mlm pretrain", description=f"{__doc__.splitlines()[0]} {WHAT_IT_BUYS}",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     d = p.add_argument_group("data")
     d.add_argument("--data", type=Path, help="text file (one text per line) or CSV/TSV/JSONL (default: bundled "
                    "reviews, training split)")

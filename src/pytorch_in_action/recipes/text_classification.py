@@ -22,6 +22,7 @@ import yaml
 from torch.utils.data import DataLoader
 
 from pytorch_in_action.config import (
+    HelpFormatter,
     fraction,
     non_negative_float,
     non_negative_int,
@@ -50,7 +51,7 @@ from pytorch_in_action.train.schedule import SCHEDULES, build_scheduler
 
 def build_parser(action: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"pia text-cls {action}", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     help_model = "run folder of `pia text-cls train`, or a Hugging Face model folder / hub name"
     p.add_argument("--model", default=None if action != "train" else str(default_out()),
                    required=action != "train", help=help_model if action != "train" else
