@@ -275,11 +275,9 @@ def pretrain(args: argparse.Namespace) -> dict[str, Any]:
                 print("note: on the bundled reviews this pretraining does not beat fine-tuning from random weights "
                       "(docs/benchmarks.md); see `pia mlm pretrain --help` for what it buys and for pretrained "
                       "Chinese models")
-        agree = (lambda stop: bool(dist.all_reduce_sum(torch.tensor(float(stop), device=dist.device)) > 0)) \
-            if dist.is_distributed else None
         try:
             sampler = StepBatchSampler(len(train_ds), args.batch_size, args.steps, seed=args.seed, rank=dist.rank,
-                                       world_size=dist.world_size, minutes=args.minutes, agree=agree)
+                                       world_size=dist.world_size)
         except ValueError:
             raise PiaError(f"{len(train_ds)} texts are fewer than one batch; lower --batch-size") from None
         collate = MaskingCollate(tokenizer, args.mlm_probability)
@@ -302,7 +300,8 @@ def pretrain(args: argparse.Namespace) -> dict[str, Any]:
         run.write_text("config.yaml", to_yaml(args))
         eval_every = args.snapshot_every_steps or args.eval_every_steps
         cfg = EngineConfig(epochs=1, amp=args.amp, grad_clip=args.grad_clip, ckpt_every_steps=args.ckpt_every_steps,
-                           eval_every_steps=eval_every, progress=args.progress, items_name="masked_tokens")
+                           eval_every_steps=eval_every, progress=args.progress, items_name="masked_tokens",
+                           max_minutes=args.minutes or 0.0)
         guess_id = most_frequent_token(train_ds, tokenizer.all_special_ids)
         evaluate = make_eval_fn(valid_ds, collate, dist, args.seed, args.batch_size, guess_id)
 

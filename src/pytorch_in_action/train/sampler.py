@@ -8,8 +8,7 @@ so that datasets can seed per-sample augmentation (see `data.seeded`).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -58,17 +57,16 @@ class ShardedBatchSampler:
 
 class StepBatchSampler:
     """Exactly `steps` batches per epoch, drawn from successive seeded permutations of the data, sharded by
-    rank; stops early once `minutes` have passed (all ranks agree through `agree`). Order is a pure function
-    of (seed, epoch, batch index), so `set_skip` resumes mid-run exactly. For training counted in optimizer
-    steps rather than epochs (masked-LM pretraining)."""
+    rank. Order is a pure function of (seed, epoch, batch index), so `set_skip` resumes mid-run exactly. For
+    training counted in optimizer steps rather than epochs (masked-LM pretraining); a time budget is the
+    engine's (`EngineConfig.max_minutes`)."""
 
     def __init__(self, num_items: int, batch_size: int, steps: int, *, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, minutes: float | None = None,
-                 agree: Callable[[bool], bool] | None = None):
+                 world_size: int = 1):
         if num_items < batch_size * world_size:
             raise ValueError("fewer items than one global batch")
         self.num_items, self.batch_size, self.steps, self.seed = num_items, batch_size, steps, seed
-        self.rank, self.world_size, self.minutes, self.agree = rank, world_size, minutes, agree
+        self.rank, self.world_size = rank, world_size
         self.epoch, self.skip = 0, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -87,13 +85,8 @@ class StepBatchSampler:
     def __iter__(self) -> Iterator[list[int]]:
         gb = self.batch_size * self.world_size  # global batch
         per_pass = self.num_items // gb  # whole global batches per permutation (the remainder is dropped)
-        deadline = None if self.minutes is None else time.monotonic() + 60 * self.minutes
         cached_k, perm = -1, []
         for b in range(self.skip, self.steps):
-            if deadline is not None:
-                stop = time.monotonic() > deadline
-                if (self.agree(stop) if self.agree else stop):
-                    return
             k, j = divmod(b, per_pass)
             if k != cached_k:
                 cached_k, perm = k, self._perm(k)
