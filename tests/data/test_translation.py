@@ -1,12 +1,16 @@
-"""The synthetic English->Chinese corpus, the sentence-pair readers, cleaning and splits."""
+"""The bundled Tatoeba corpus, the synthetic English->Chinese corpus, the sentence-pair readers, cleaning
+(OpenCC Traditional->Simplified), splits by English sentence, and the word-by-word baseline."""
 
+import gzip
 import json
 import random
 
 import pytest
+import sacrebleu
 
 from pytorch_in_action.data.translation import (
     SYNTHETIC_ATTRIBUTION,
+    TATOEBA,
     bundled_corpus,
     clean_pairs,
     clean_text,
@@ -14,7 +18,9 @@ from pytorch_in_action.data.translation import (
     read_hf,
     read_tsv,
     split_pairs,
+    to_simplified,
 )
+from pytorch_in_action.data.translation_baseline import WordByWordTranslator, chinese_ngrams, english_words
 from pytorch_in_action.data.translation_grammar import PLACES, generate_pairs, sentence_pair
 from pytorch_in_action.errors import PiaError
 
@@ -130,9 +136,17 @@ def test_read_hf_wrong_columns(tmp_path):
         read_hf(tmp_path / "d.txt")
 
 
-def test_clean_pairs_dedups_and_filters():
-    pairs = [("Hi.", "嗨。"), ("Hi. ", "嗨！"), ("  ", "空"), ("Long " * 50, "长"), ("Ｒｕｎ!", "跑")]
-    assert clean_pairs(pairs, max_chars=100) == [("Hi.", "嗨。"), ("Run!", "跑")]
+def test_clean_pairs_keeps_every_translation_drops_duplicates_and_filters():
+    pairs = [("Hi.", "嗨。"), ("Hi. ", "你好。"), ("Hi.", "嗨。"), ("  ", "空"), ("Long " * 50, "长"), ("Ｒｕｎ!", "跑")]
+    assert clean_pairs(pairs, max_chars=100) == [("Hi.", "嗨。"), ("Hi.", "你好。"), ("Run!", "跑")]
+    assert clean_pairs([("We like cats.", "我們喜歡貓。")], simplified=True) == [("We like cats.", "我们喜欢猫。")]
+    assert clean_pairs([("We like cats.", "我們喜歡貓。")]) == [("We like cats.", "我們喜歡貓。")]
+
+
+def test_opencc_converts_traditional_to_simplified():
+    assert to_simplified("這是我們的書，請問你會說中文嗎？") == "这是我们的书，请问你会说中文吗？"
+    assert to_simplified("湯姆沒有來。") == "汤姆没有来。"
+    assert to_simplified("我们喜欢猫。Tom 123") == "我们喜欢猫。Tom 123"  # Simplified and Latin text unchanged
 
 
 def test_split_pairs_seeded_disjoint_complete():
@@ -145,13 +159,74 @@ def test_split_pairs_seeded_disjoint_complete():
         split_pairs(pairs[:2])
 
 
+def test_split_pairs_keeps_all_translations_of_a_sentence_on_one_side():
+    rng = random.Random(0)
+    pairs = [(f"s{i}", f"t{i}-{k}") for i in range(300) for k in range(rng.randint(1, 4))]
+    rng.shuffle(pairs)
+    split = split_pairs(pairs, seed=1)
+    sources = {name: {en for en, _ in part} for name, part in split.items()}
+    assert not (sources["train"] & sources["valid"] or sources["train"] & sources["test"]
+                or sources["valid"] & sources["test"])
+    assert (len(sources["valid"]), len(sources["test"]), len(sources["train"])) == (15, 15, 270)
+    assert sorted(sum(split.values(), [])) == sorted(pairs)  # every translation kept
+
+
+def test_bundled_tatoeba_corpus_loads_with_its_attribution():
+    notice = TATOEBA.with_name("tatoeba-en-zh.README.md").read_text(encoding="utf-8")
+    assert "tatoeba.org" in notice and "CC-BY 2.0 FR" in notice
+    raw = read_tsv(TATOEBA)
+    assert len(raw) == 16_174 and raw[0] == ("Hi.", "嗨。")
+    assert any("們" in zh for _, zh in raw)  # the file mixes Traditional characters in ...
+    splits = load_splits()  # ... the default corpus of the recipe, Simplified by default
+    assert not any("們" in zh or "這" in zh for part in splits.values() for _, zh in part)
+    sources = {name: {en for en, _ in part} for name, part in splits.items()}
+    assert not (sources["train"] & sources["test"] or sources["train"] & sources["valid"]
+                or sources["valid"] & sources["test"])
+    assert len(splits["train"]) > 14_000 and 700 < len(splits["test"]) < 900
+    by_en = {}
+    for en, zh in splits["train"]:
+        by_en.setdefault(en, set()).add(zh)
+    assert sum(len(v) > 1 for v in by_en.values()) > 100  # several translations of one sentence all kept
+    kept = load_splits(simplified=False)
+    assert any("們" in zh for part in kept.values() for _, zh in part)
+
+
+def test_read_tsv_gzip_and_corrupt_gzip(tmp_path):
+    f = tmp_path / "pairs.tsv.gz"
+    with gzip.open(f, "wt", encoding="utf-8") as out:
+        out.write("Hi.\t嗨。\nRun!\t跑！\n")
+    assert read_tsv(f) == [("Hi.", "嗨。"), ("Run!", "跑！")]
+    (tmp_path / "bad.tsv.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(PiaError, match="bad.tsv.gz: cannot read"):
+        read_tsv(tmp_path / "bad.tsv.gz")
+
+
+# -- the word-by-word baseline ----------------------------------------------------------------------------
+
+
+def test_baseline_tokenisation():
+    assert english_words("Tom doesn't like ＣＡＴＳ!") == ["tom", "doesn't", "like", "cats", "!"]
+    assert chinese_ngrams("我喜欢猫。Tom", 2) == {"我", "喜", "欢", "猫", "我喜", "喜欢", "欢猫"}
+
+
+def test_word_by_word_baseline_learns_a_dictionary():
+    pairs = generate_pairs(3000, seed=0)
+    base = WordByWordTranslator().fit(pairs[:2500])
+    assert base.table["library"] == "图书馆" and base.table["station"] == "车站"
+    test = pairs[2500:]
+    hyps = base.translate_all([en for en, _ in test])
+    score = sacrebleu.corpus_bleu(hyps, [[zh for _, zh in test]], tokenize="zh").score
+    assert 5 < score < 60, score  # better than nothing, far from the grammar's exact translations
+    assert WordByWordTranslator().fit(pairs[:2500]).translate("Zzyzx qwerty.") == "。"  # unknown words dropped
+
+
 def test_bundled_corpus_is_written_in_the_real_format(tmp_path, monkeypatch):
     monkeypatch.setenv("PIA_CACHE", str(tmp_path))
     root = bundled_corpus(n_pairs=600, seed=0)
     assert root.is_relative_to(tmp_path)
     lines = (root / "train.tsv").read_text(encoding="utf-8").splitlines()
     assert all(line.split("\t")[2] == SYNTHETIC_ATTRIBUTION for line in lines)
-    splits = load_splits(n_pairs=600, seed=0)
+    splits = load_splits("synthetic", n_pairs=600, seed=0)
     assert {k: len(v) for k, v in splits.items()} == {"train": 540, "valid": 30, "test": 30}
     assert not {en for en, _ in splits["train"]} & {en for en, _ in splits["test"]}
     assert splits == load_splits(str(root))  # the folder path reads the same files
