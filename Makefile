@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## demo: train the small CNN on the bundled digits (ImageFolder layout), about a minute on a laptop CPU
+## demo: train the small CNN on the bundled digits (ImageFolder layout), about a minute on a laptop CPU;
+##       each run replaces the last one in runs/demo
 demo: install
-	$(BIN)/pia image train --out runs/demo --epochs 8
+	$(BIN)/pia image train --out runs/demo --epochs 8 --overwrite
 
 ## test: lint + unit tests + every notebook in small mode
 test: install lint
