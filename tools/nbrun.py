@@ -33,6 +33,7 @@ def run_notebook(path: Path, *, small: bool, inplace: bool, timeout: int = 1800)
     nb = nbformat.read(path, as_version=4)
     old = os.environ.get("PIA_SMALL")
     os.environ["PIA_SMALL"] = "1" if small else "0"
+    os.environ["PIA_HEADLESS"] = "1"  # no browser: cells that would open a dashboard print its command instead
     try:
         client = NotebookClient(
             nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
