@@ -39,8 +39,7 @@ from pytorch_in_action.errors import PiaError
 from pytorch_in_action.train.distributed import DistEnv, cleanup, init_distributed
 from pytorch_in_action.train.loop import Engine, EngineConfig
 from pytorch_in_action.train.optim import build_optimizer
-from pytorch_in_action.train.precision import AMP_CHOICES
-from pytorch_in_action.train.run import RunDir
+from pytorch_in_action.train.run_flags import add_run_flags, open_run
 from pytorch_in_action.train.sampler import StepBatchSampler
 from pytorch_in_action.train.schedule import build_scheduler, seconds_per_step
 
@@ -68,7 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
                    "reviews, training split)")
     d.add_argument("--text-column", default="review", help="column holding the text in CSV/TSV/JSONL")
     d.add_argument("--max-texts", type=non_negative_int, default=0, help="use only the first N texts (0: all)")
-    d.add_argument("--seed", type=int, default=0, help="seed of the data split, the model and the masking")
     m = p.add_argument_group("model")
     m.add_argument("--vocab-size", type=positive_int, default=8000)
     m.add_argument("--limit-alphabet", type=positive_int, default=6000, help="characters kept before merges: raised "
@@ -80,7 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
     t = p.add_argument_group("training")
     t.add_argument("--steps", type=positive_int, default=2000,
                    help="optimizer steps at most; the --minutes budget usually ends the run first")
-    t.add_argument("--minutes", type=positive_float, default=None, help="stop earlier when this time budget is spent")
     t.add_argument("--batch-size", type=positive_int, default=64, help="per process")
     t.add_argument("--lr", type=positive_float, default=5e-4)
     t.add_argument("--weight-decay", type=non_negative_float, default=0.01)
@@ -89,20 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--wwm", action="store_true", help="whole-word masking: mask jieba words as a unit")
     t.add_argument("--pack", action="store_true",
                    help="train on the texts concatenated and cut into full --max-length rows (no padding)")
-    t.add_argument("--amp", default="off", choices=AMP_CHOICES,
-                   help="bf16 is fast on CPUs with AMX or AVX512_BF16, slow without; auto measures and picks")
     t.add_argument("--grad-clip", type=non_negative_float, default=1.0)
     t.add_argument("--eval-every-steps", type=non_negative_int, default=0, help="0: only at the end")
     t.add_argument("--eval-texts", type=positive_int, default=500, help="validation texts used for the MLM loss")
-    t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     o = p.add_argument_group("output")
-    o.add_argument("--out", type=Path, help=f"model + run folder (default: {default_out()})")
-    o.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/latest.pt")
-    o.add_argument("--ckpt-every-steps", type=non_negative_int, default=500)
     o.add_argument("--snapshot-every-steps", type=non_negative_int, default=0,
                    help="also save a Hugging Face folder every N steps in <out>/snapshots/step-N, with the minutes "
                         "of pretraining so far (to fine-tune at several pretraining budgets from one run)")
+    add_run_flags(p, "mlm", out_help=f"model + run folder (default: {default_out()})")
+    p.set_defaults(ckpt_every_steps=500)
     # a coffee break by default, in bf16 where the CPU has the units for it
     p.set_defaults(minutes=10.0, amp="auto")
     return p
@@ -248,10 +240,8 @@ def pretrain(args: argparse.Namespace) -> dict[str, Any]:
     try:
         out = args.out or default_out()
         train_texts, valid_texts = load_texts(args)  # bad data stops here, before the run folder exists
-        run = RunDir(out, enabled=dist.is_main)
-        resume = run.latest if args.resume and (out / "checkpoints" / "latest.pt").exists() else None
-        if args.resume and resume is None and dist.is_main:
-            print(f"no checkpoint in {out / 'checkpoints'} yet: starting from scratch")
+        args.out = out
+        run, resume = open_run(args, dist)
         tok_dir = out / "tokenizer"
         if dist.is_main and not (resume and (tok_dir / "tokenizer.json").exists()):
             train_tokenizer(train_texts, args.vocab_size, args.limit_alphabet).save_pretrained(tok_dir)
