@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import nbformat
 from nbclient import NotebookClient
@@ -31,19 +32,13 @@ def find_notebooks(paths: list[str]) -> list[Path]:
 def run_notebook(path: Path, *, small: bool, inplace: bool, timeout: int = 1800) -> nbformat.NotebookNode:
     """Execute `path` top to bottom; raise on the first failing cell."""
     nb = nbformat.read(path, as_version=4)
-    old = os.environ.get("PIA_SMALL")
-    os.environ["PIA_SMALL"] = "1" if small else "0"
-    os.environ["PIA_HEADLESS"] = "1"  # no browser: cells that would open a dashboard print its command instead
-    try:
+    # the kernel inherits these; both are restored afterwards (PIA_HEADLESS: no browser, so cells that would
+    # open a dashboard print its command instead)
+    with mock.patch.dict(os.environ, {"PIA_SMALL": "1" if small else "0", "PIA_HEADLESS": "1"}):
         client = NotebookClient(
             nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
         )
         client.execute()
-    finally:
-        if old is None:
-            os.environ.pop("PIA_SMALL", None)
-        else:
-            os.environ["PIA_SMALL"] = old
     if inplace:
         nbformat.write(nb, path)
     return nb
