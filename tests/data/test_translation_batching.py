@@ -12,6 +12,7 @@ from pytorch_in_action.data.translation_tokenizer import (
     UNK_ID,
     build_tokenizers,
     decode,
+    train_tokenizer,
 )
 
 PAIRS = generate_pairs(1500, seed=4)
@@ -39,6 +40,17 @@ def test_separate_vocabularies():
     assert src is not tgt
     assert src.token_to_id("猫") is None and tgt.token_to_id("猫") is not None
     assert tgt.token_to_id("▁cat") is None and src.token_to_id("▁cat") is not None
+
+
+def test_chinese_tokenizer_without_leading_metaspace():
+    zh = [z for _, z in PAIRS] + ["汤姆 喜欢猫。"] * 2  # one text with a space (names in real corpora)
+    first = train_tokenizer(zh, vocab_size=800)
+    never = train_tokenizer(zh, vocab_size=800, prepend_scheme="never")
+    assert first.encode("我喜欢猫。").tokens == ["▁", "我", "喜", "欢", "猫", "。"]  # a "▁" of its own first
+    assert never.encode("我喜欢猫。").tokens == ["我", "喜", "欢", "猫", "。"]
+    assert never.encode("汤姆 喜欢").tokens == ["汤", "姆", "▁", "喜", "欢"]  # real spaces are still kept
+    for text in zh[:200] + ["汤姆 喜欢猫。"]:
+        assert decode(never, never.encode(text).ids) == text.replace("？", "?")
 
 
 def test_dataset_and_collate(toks):

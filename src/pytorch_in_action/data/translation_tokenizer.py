@@ -17,22 +17,29 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(4)
 _CJK = Regex(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
 
 
-def new_tokenizer() -> Tokenizer:
-    """An untrained BPE tokenizer with the pipeline described above."""
+def new_tokenizer(prepend_scheme: str = "first") -> Tokenizer:
+    """An untrained BPE tokenizer with the pipeline described above.
+
+    `prepend_scheme="first"` puts a "▁" before the first word, as English needs (every word then starts with
+    "▁"). Chinese has no spaces, so for a Chinese-only vocabulary that "▁" is a token of its own before every
+    sentence; `prepend_scheme="never"` leaves it out (real spaces still become "▁").
+    """
     tok = Tokenizer(models.BPE(unk_token=UNK))
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first"),
+        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=prepend_scheme),
         pre_tokenizers.Split(_CJK, behavior="isolated"),
         pre_tokenizers.Punctuation(behavior="isolated"),
     ])
-    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme=prepend_scheme)
     return tok
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 4000, min_frequency: int = 2) -> Tokenizer:
-    """Train a BPE tokenizer on `texts`; the special tokens take ids 0..3."""
-    tok = new_tokenizer()
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 4000, min_frequency: int = 2,
+                    prepend_scheme: str = "first") -> Tokenizer:
+    """Train a BPE tokenizer on `texts` (`prepend_scheme` as in `new_tokenizer`); the special tokens take ids
+    0..3."""
+    tok = new_tokenizer(prepend_scheme)
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIALS,
                                   show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
