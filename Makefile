@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test lint unit notebooks book bench clean
+.PHONY: install demo test lint unit notebooks book translations bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,10 +30,16 @@ test: install lint
 lint: install
 	$(BIN)/ruff check src tests benchmarks tools
 
-## book: execute every notebook in full mode (outputs stored in place), then build the site
+## book: execute every notebook in full mode (outputs stored in place), write the Chinese notebooks from them
+##       and their translations (i18n/zh), then build both sites (site/ and site/zh/)
 book: install
 	$(BIN)/python tools/nbrun.py --inplace notebooks
+	$(BIN)/python tools/i18n.py build
 	$(BIN)/python tools/build_site.py
+
+## translations: list the notebook cells whose Chinese translation is missing or stale
+translations: install
+	$(BIN)/python tools/i18n.py status --cells
 
 ## bench: run every benchmark and rewrite docs/benchmarks.md
 bench: install

@@ -1,4 +1,5 @@
-"""Fail on broken internal links and missing images in the README, docs/*.md and every notebook's markdown.
+"""Fail on broken internal links and missing images in the READMEs, docs/*.md, the translations under i18n/
+and every notebook's markdown (the generated Chinese notebooks included).
 
 `python tools/check_links.py` prints one line per broken reference and exits 1 if there is any.
 External links (http/https/mailto) are not fetched: the project must build offline.
@@ -17,7 +18,8 @@ HTML_SRC = re.compile(r"<(?:img|a)\s[^>]*(?:src|href)=\"([^\"]+)\"")
 
 
 def markdown_sources() -> list[tuple[Path, str]]:
-    found = [(ROOT / "README.md", (ROOT / "README.md").read_text(encoding="utf-8"))]
+    found = [(p, p.read_text(encoding="utf-8")) for p in (ROOT / "README.md", ROOT / "README.zh.md") if p.is_file()]
+    found += [(p, p.read_text(encoding="utf-8")) for p in sorted((ROOT / "i18n").glob("**/*.md"))]
     found += [(p, p.read_text(encoding="utf-8")) for p in sorted((ROOT / "docs").glob("**/*.md"))]
     for nb in sorted((ROOT / "notebooks").rglob("*.ipynb")):
         cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]

@@ -23,7 +23,9 @@ def find_notebooks(paths: list[str]) -> list[Path]:
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found += sorted(q for q in p.rglob("*.ipynb") if ".ipynb_checkpoints" not in q.parts)
+            # a folder holds the English sources; the generated `.zh.ipynb` editions run only when named
+            found += sorted(q for q in p.rglob("*.ipynb")
+                            if ".ipynb_checkpoints" not in q.parts and not q.name.endswith(".zh.ipynb"))
         else:
             found.append(p)
     return found

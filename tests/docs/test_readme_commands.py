@@ -7,27 +7,15 @@ from __future__ import annotations
 
 import importlib
 import re
-import shlex
 from pathlib import Path
 
 import pytest
+from piatest import readme_commands
 
 from pytorch_in_action.cli import TASKS
 from pytorch_in_action.config import parse_args
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def readme_commands() -> list[list[str]]:
-    """Shell words of every command line in the README's bash blocks (continuations joined, comments dropped)."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    commands = []
-    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
-        for line in block.replace("\\\n", " ").splitlines():
-            words = shlex.split(line, comments=True)
-            if words:
-                commands.append(words)
-    return commands
 
 
 def pia_argv(words: list[str]) -> list[str] | None:

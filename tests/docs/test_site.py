@@ -1,6 +1,7 @@
 """The book as a website: internal links resolve, the site builds from stored outputs with the README's
 sections and a page per recipe, and pages render in headless Chromium with figures, typeset math, no console
-errors and no request leaving the machine."""
+errors and no request leaving the machine. The Chinese edition is built beside it (zh/): Chinese navigation,
+each notebook's translated page, a language switch to the same page, and search that finds Chinese words."""
 
 import http.server
 import json
@@ -13,12 +14,14 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from piatest import require_tool
+from piatest import chromium_evaluate, require_cjk_font, require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 import build_site  # noqa: E402
 import check_links  # noqa: E402
+
+import i18n  # noqa: E402
 
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -45,8 +48,7 @@ def test_link_checker_catches_broken_links_and_images(tmp_path, monkeypatch):
 
 def test_readme_lists_every_notebook():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    missing = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "notebooks").rglob("*.ipynb"))
-               if str(p.relative_to(ROOT)) not in readme]
+    missing = [str(p.relative_to(ROOT)) for p in i18n.english_notebooks() if str(p.relative_to(ROOT)) not in readme]
     assert missing == []
 
 
@@ -65,7 +67,7 @@ def test_site_has_the_readme_sections_every_notebook_and_recipe_pages(site):
     for folder, title in build_site.SECTIONS:
         if any((ROOT / "notebooks" / folder).glob("*.ipynb")):
             assert title in sections and title in headings, title
-    for nb in (ROOT / "notebooks").rglob("*.ipynb"):
+    for nb in i18n.english_notebooks():
         rel = nb.relative_to(ROOT).with_suffix("")
         assert (site / rel / "index.html").is_file(), rel
     home = (site / "index.html").read_text(encoding="utf-8")
@@ -145,7 +147,7 @@ def _console_errors(log: str) -> list[str]:
 
 def _notebook_with_math_and_figures() -> str:
     """The smallest notebook whose prose has math and whose outputs have figures (its site path)."""
-    for nb in sorted((ROOT / "notebooks").rglob("*.ipynb"), key=lambda p: p.stat().st_size):
+    for nb in sorted(i18n.english_notebooks(), key=lambda p: p.stat().st_size):
         cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
         prose = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
         figures = any("image/png" in o.get("data", {}) for c in cells for o in c.get("outputs", []))
@@ -191,3 +193,112 @@ def _text_of_math_paragraphs(dom: str) -> str:
     cells = re.findall(r'<div class="[^"]*jp-RenderedMarkdown[^"]*"[^>]*>(.*?)</div>', dom, re.S)
     text = re.sub(r"<mjx-container.*?</mjx-container>|<code.*?</code>|<pre.*?</pre>", "", "".join(cells), flags=re.S)
     return re.sub(r"<[^>]+>", "", text)
+
+
+# --- the Chinese edition: a second build in zh/, linked to the English one page by page ------------------------
+
+def _zh_title(notebook: Path) -> str:
+    """The Chinese `# ` heading of a notebook, from its translation."""
+    entries = i18n.read_translations(i18n.translation_file(notebook))
+    return next(line[2:].strip() for e in entries.values() for line in e.text.splitlines() if line.startswith("# "))
+
+
+def test_chinese_site_has_every_notebook_chinese_navigation_and_the_glossary(site):
+    config = build_site.yaml.safe_load((build_site.BUILD / "mkdocs.zh.yml").read_text(encoding="utf-8"))
+    assert config["theme"]["language"] == "zh"
+    sections = [next(iter(entry)) for entry in config["nav"]]
+    assert sections[0] == "首页" and "术语表" in sections
+    for folder, _ in build_site.SECTIONS:
+        if any((ROOT / "notebooks" / folder).glob("*.ipynb")):
+            assert build_site.SECTIONS_ZH[folder] in sections, folder
+    for nb in i18n.english_notebooks():
+        rel = nb.relative_to(ROOT).with_suffix("")
+        page = (site / "zh" / rel / "index.html").read_text(encoding="utf-8")
+        heading = re.sub(r"<[^>]+>", "", re.search(r"<h1[^>]*>(.*?)</h1>", page, re.S)[1]).strip("¶ \n")
+        assert heading == _zh_title(nb), rel  # the page shows the translation, not the English text
+    home = (site / "zh" / "index.html").read_text(encoding="utf-8")
+    assert 'href="notebooks/pytorch-basics/01_Tensor/"' in home  # README.zh.md's links lead to Chinese pages
+    assert "张量" in (site / "zh" / "glossary" / "index.html").read_text(encoding="utf-8")
+
+
+def test_language_switch_leads_to_the_same_page_in_the_other_language(site):
+    from urllib.parse import urljoin
+
+    for rel in ["", "notebooks/models/gru/", "recipes/translate/"]:
+        en_url, zh_url = f"http://h/{rel}", f"http://h/zh/{rel}"
+        en_page = (site / rel / "index.html").read_text(encoding="utf-8")
+        zh_page = (site / "zh" / rel / "index.html").read_text(encoding="utf-8")
+        assert urljoin(en_url, re.search(r'<a href="([^"]*)" hreflang="zh"', en_page)[1]) == zh_url
+        assert urljoin(zh_url, re.search(r'<a href="([^"]*)" hreflang="en"', zh_page)[1]) == en_url
+
+
+def test_chinese_search_index_is_segmented_into_words(site):
+    index = json.loads((site / "zh" / "search" / "search_index.json").read_text(encoding="utf-8"))
+    text = " ".join(doc["title"] + " " + doc["text"] for doc in index["docs"]
+                    if doc["location"].startswith("notebooks/pytorch-basics/02_AutoDiff/"))
+    words = set(re.split(index["config"]["separator"], text))
+    assert "求导" in words or "自动求导" in words  # a word of its own, not a run of characters
+
+
+SEARCH_JS = """new Promise(resolve => {
+  const input = document.querySelector("input.md-search__input");
+  input.focus();
+  input.value = %s;
+  input.dispatchEvent(new Event("input", {bubbles: true}));
+  input.dispatchEvent(new KeyboardEvent("keyup", {bubbles: true}));
+  const start = Date.now();
+  const poll = () => {
+    const hits = [...document.querySelectorAll(".md-search-result__item > a")].map(a => a.href);
+    if (hits.length || Date.now() - start > 60000) resolve(hits); else setTimeout(poll, 200);
+  };
+  poll();
+})"""
+SWITCH_JS = """(async () => {
+  const link = document.querySelector('a[hreflang="en"]');
+  return {href: link.href, status: (await fetch(link.href)).status};
+})()"""
+
+
+def _same_glyphs(chromium: str, site: Path, server: str, text: str, tmp_path: Path) -> bool:
+    """Whether `text` and its characters in reverse order render as the same picture in the theme's font stack
+    (material's system fonts, as the site uses no web font): true when every character falls back to the same
+    missing-glyph box."""
+    shots = []
+    for i, probe in enumerate([text, text[::-1]]):
+        (site / f"glyph-probe-{i}.html").write_text(
+            '<html><head><meta charset="utf-8"></head><body style="margin:0;font-size:48px;font-family:'
+            f'-apple-system,BlinkMacSystemFont,Helvetica,Arial,sans-serif">{probe}</body></html>', encoding="utf-8")
+        shot = tmp_path / f"probe-{i}.png"
+        subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / f'profile-{i}'}",
+                        f"--screenshot={shot}", f"{server}/glyph-probe-{i}.html"],
+                       capture_output=True, timeout=300)
+        shots.append(shot.read_bytes())
+    return shots[0] == shots[1]
+
+
+def test_chinese_pages_render_with_figures_math_chinese_glyphs_search_and_switch(chromium, site, server, tmp_path):
+    require_cjk_font()
+    notebook = "/zh" + _notebook_with_math_and_figures()
+    jobs = {"notebook": (notebook, ["--dump-dom"]),
+            "notebook-shot": (notebook, [f"--screenshot={ARTIFACTS / 'site-notebook-zh.png'}"])}
+    ARTIFACTS.mkdir(exist_ok=True)
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        futures = {name: pool.submit(_chromium_run, server + path, tmp_path / name, what)
+                   for name, (path, what) in jobs.items()}
+        results = {name: f.result() for name, f in futures.items()}
+    for name, (_, log, requests) in results.items():
+        assert _console_errors(log) == [], name
+        assert _page_requests_leaving(requests, server) == [], name
+    page = results["notebook"][0]
+    assert re.search(r'<img[^>]+src="data:image/png;base64,', page), f"{notebook}: figures missing"
+    assert "<mjx-container" in page, f"{notebook}: math not typeset"
+    assert re.search(r"[\u4e00-\u9fff]{4}", _text_of_math_paragraphs(page)), "no Chinese prose on the page"
+    assert (ARTIFACTS / "site-notebook-zh.png").stat().st_size > 10_000
+    title = re.sub(r"[^\u4e00-\u9fff]", "", _zh_title(ROOT / (notebook[4:].strip("/") + ".ipynb")))
+    assert len(set(title)) >= 2 and not _same_glyphs(chromium, site, server, title[:4], tmp_path), \
+        "Chinese characters render as missing-glyph boxes"
+
+    hits = chromium_evaluate(chromium, server + "/zh/", SEARCH_JS % json.dumps("自动求导"))
+    assert any("/zh/notebooks/pytorch-basics/02_AutoDiff/" in h for h in hits), hits
+    switch = chromium_evaluate(chromium, server + notebook, SWITCH_JS)
+    assert switch == {"href": server + notebook[3:], "status": 200}

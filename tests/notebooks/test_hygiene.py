@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS = sorted(p for p in (ROOT / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+NOTEBOOKS = sorted(p for p in (ROOT / "notebooks").rglob("*.ipynb")
+                   if ".ipynb_checkpoints" not in p.parts and not p.name.endswith(".zh.ipynb"))  # sources
 IDS = [str(p.relative_to(ROOT / "notebooks")) for p in NOTEBOOKS]
 
 OUTPUT_RULES = {  # what no stored output may contain -> why
