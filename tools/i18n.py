@@ -133,8 +133,10 @@ def sync(notebook: Path) -> Status:
             out.append(old)
         elif old and not old.todo:  # the English changed: its new text to translate, the old translation below
             out.append(Entry(cid, text_hash(text), True, f"{text.strip()}\n\n{PREVIOUS}\n{old.text}\n-->"))
+        elif old and PREVIOUS in old.text:  # still todo, English changed again: keep the previous translation
+            out.append(Entry(cid, text_hash(text), True, f"{text.strip()}\n\n{old.text[old.text.index(PREVIOUS):]}"))
         else:
-            out.append(Entry(cid, text_hash(text), True, old.text if old else text.strip()))
+            out.append(Entry(cid, text_hash(text), True, text.strip()))  # a todo entry holds the current English
     write_translations(translation_file(notebook), out, notebook)
     return status(notebook)
 

@@ -123,6 +123,11 @@ def test_a_changed_english_cell_is_stale_until_translated_again(book):
     text = i18n.translation_file(book).read_text(encoding="utf-8")
     assert "Call `x.mean()`" in text and "对 16,174 行调用 `x.sum()`" in text  # new English, old Chinese kept
     assert i18n.status(book).missing == ["a1"]
+    nb["cells"][0]["source"] = ["# 01 · Tensors\n", "\n", "Call `x.max()` on 16,174 rows."]
+    book.write_text(json.dumps(nb))
+    i18n.sync(book)  # a cell still to translate shows the English as it is now
+    text = i18n.translation_file(book).read_text(encoding="utf-8")
+    assert "Call `x.max()`" in text and "Call `x.mean()`" not in text and "对 16,174 行调用 `x.sum()`" in text
 
 
 @pytest.mark.parametrize(("english", "chinese", "lost"), [
