@@ -151,6 +151,9 @@ LINK_TARGET = re.compile(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 HTML_SRC = re.compile(r"""(?:src|href)=["']([^"']+)["']""")
 BARE_URL = re.compile(r"(?<![(\"'])https?://[^\s)>\]]+")
 NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
+# a line break inside a paragraph renders as a space; between two Chinese characters (or full-width punctuation)
+# that space is a typo
+CJK_LINE_BREAK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]\n[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
 
 
 def protected(text: str) -> dict[str, list[str]]:
@@ -205,6 +208,8 @@ def check(notebook: Path) -> list[str]:
         if cid in st.missing or cid in st.stale:
             continue
         problems += [f"{rel}: cell {cid} lost {p}" for p in lost(text, entries[cid].text)]
+        if CJK_LINE_BREAK.search(FENCE.sub(" ", entries[cid].text)):
+            problems.append(f"{rel}: cell {cid} breaks a line between two Chinese characters (shown as a space)")
         if PREVIOUS in entries[cid].text:
             problems.append(f"{rel}: cell {cid} still holds its previous translation")
     return problems

@@ -142,3 +142,14 @@ def test_a_changed_english_cell_is_stale_until_translated_again(book):
 ])
 def test_lost_names_what_the_translation_dropped(english, chinese, lost):
     assert i18n.lost(english, chinese) == lost
+
+
+def test_check_flags_a_line_break_between_chinese_characters(book):
+    i18n.sync(book)
+    _translate(book, {"a1": "# 01 · 张量\n\n对 16,174 行调用\n`x.sum()`。", "b2": "损失是 $-\\log p$（[文档](../docs/x.md)）。"})
+    assert i18n.check(book) == []  # a break before code is a space there anyway
+    _translate(book, {})
+    text = i18n.translation_file(book).read_text(encoding="utf-8").replace("行调用", "行\n调用")
+    i18n.translation_file(book).write_text(text, encoding="utf-8")
+    assert i18n.check(book) == ["notebooks/sec/nb.ipynb: cell a1 breaks a line between two Chinese characters "
+                                "(shown as a space)"]
