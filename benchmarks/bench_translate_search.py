@@ -49,7 +49,7 @@ class Candidate:
     label_smoothing: float = 0.1
     sched: str = "warmup_cosine"
     lr: float = 1e-3
-    warmup: int = 200
+    warmup: int = 0  # 0: 5% of the steps the budget allows, as the recipe does
     max_tokens: int = 4096
     notes: dict = field(default_factory=dict)
 
@@ -65,6 +65,8 @@ CANDIDATES = [  # in order of importance: a short search runs the first ones
     replace(BASE, name="d384 3+3 ff1536, 6 heads", d_model=384, n_head=6, ff=1536),
     replace(BASE, name="no label smoothing", label_smoothing=0.0),
     replace(BASE, name="batch 2048 tokens", max_tokens=2048),
+    replace(BASE, name="batch 2048 tokens, lr 2e-3", max_tokens=2048, lr=2e-3),
+    replace(BASE, name="2+2 layers, batch 2048 tokens, lr 2e-3", layers=2, max_tokens=2048, lr=2e-3),
 ]
 
 
@@ -78,7 +80,7 @@ def run(c: Candidate, splits: dict, minutes: float, seed: int = 0) -> dict:
                         c.layers, c.ff, c.dropout, max_len=128, share_embeddings=c.shared_vocab)
     model = Seq2SeqTransformer(cfg)
     opt = build_optimizer(model, "adamw", c.lr, 0.01, betas=(0.9, 0.98))
-    sched = build_scheduler(opt, c.sched, total_steps=10**6, warmup_steps=c.warmup)
+    sched = build_scheduler(opt, c.sched, total_steps=10**6, warmup_steps=c.warmup or 20)  # 20: until estimated
     budget, step, epoch = minutes * 60 * torch.get_num_threads(), 0, 0  # CPU-seconds
     start, cpu0 = time.perf_counter(), time.process_time()
     total = None
@@ -97,6 +99,7 @@ def run(c: Candidate, splits: dict, minutes: float, seed: int = 0) -> dict:
             if step == 20 and c.sched == "warmup_cosine":  # estimate the budget's steps from the speed so far
                 total = max(c.warmup + 1, int(step * budget / elapsed))
                 sched.lr_lambdas[0].total = total
+                sched.lr_lambdas[0].warmup = c.warmup or max(1, total // 20)
             if elapsed >= budget or (total and step >= total):
                 break
         else:
@@ -112,7 +115,7 @@ def run(c: Candidate, splits: dict, minutes: float, seed: int = 0) -> dict:
             "cpu_min": cpu_s / 60 / torch.get_num_threads(),
             "params": sum(p.numel() for p in model.parameters()) / 1e6,
             "bleu": sacrebleu.corpus_bleu(hyps, [refs], tokenize="zh").score,
-            "chrf": sacrebleu.corpus_chrf(hyps, [refs]).score, "loss": float(loss)}
+            "chrf": sacrebleu.corpus_chrf(hyps, [refs]).score, "loss": loss.item()}
 
 
 def speed(c: Candidate, splits: dict, steps: int = 4, seed: int = 0) -> dict:

@@ -110,7 +110,8 @@ def build_parser(action: str) -> argparse.ArgumentParser:
     data.add_argument("--shared-vocab", action=argparse.BooleanOptionalAction, default=False,
                       help="one tokenizer for both languages (needed for --share-embeddings); default: English "
                            "subwords and Chinese characters apart, a smaller output layer")
-    data.add_argument("--max-tokens", type=positive_int, default=4096, help="padded tokens per batch (length bucketing)")
+    data.add_argument("--max-tokens", type=positive_int, default=2048,
+                      help="padded tokens per batch (length bucketing); smaller batches give more steps in --minutes")
     model = p.add_argument_group("model")
     model.add_argument("--d-model", type=positive_int, default=256)
     model.add_argument("--n-head", type=positive_int, default=4)
@@ -123,7 +124,7 @@ def build_parser(action: str) -> argparse.ArgumentParser:
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=positive_int, default=40,
                      help="at most this many epochs; the --minutes budget usually ends the run first")
-    opt.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate (AdamW)")
+    opt.add_argument("--lr", type=positive_float, default=2e-3, help="peak learning rate (AdamW)")
     opt.add_argument("--weight-decay", type=non_negative_float, default=0.01)
     opt.add_argument("--sched", default="warmup_cosine", choices=["inverse_sqrt", "warmup_cosine", "constant"],
                      help="warmup_cosine decays to 0 over the run: over the steps the --minutes budget allows "
