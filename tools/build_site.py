@@ -26,6 +26,10 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/, also when mkdocs loads this file as its hook
+import i18n  # noqa: E402
+from i18n import english_notebooks  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
 SRC = BUILD / "site-src"      # the English site's sources; the Chinese site's are in SRC_ZH
@@ -106,7 +110,7 @@ def book_order(folder: str) -> list[Path]:
     come last, sorted by name."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     listed = re.findall(rf"\]\(notebooks/{re.escape(folder)}/([^)/]+\.ipynb)\)", readme)
-    found = {p.name: p for p in (ROOT / "notebooks" / folder).glob("*.ipynb") if not p.name.endswith(".zh.ipynb")}
+    found = {p.name: p for p in english_notebooks(ROOT / "notebooks" / folder)}
     ordered = [found.pop(name) for name in dict.fromkeys(listed) if name in found]
     return ordered + sorted(found.values())
 
@@ -222,9 +226,6 @@ def assemble(src: Path, recipes: tuple[dict[str, list[str]], dict[str, str]], zh
     for md in docs:
         shutil.copy(md, src / md.name)
     if zh:
-        sys.path.insert(0, str(ROOT / "tools"))
-        import i18n
-
         shutil.copy(i18n.TRANSLATIONS / "glossary.md", src / "glossary.md")
     book = []
     for folder, title in SECTIONS:

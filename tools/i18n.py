@@ -112,9 +112,11 @@ class Status:
     orphans: list[str]   # entries for cells the notebook no longer has
 
 
-def status(notebook: Path) -> Status:
-    cells = markdown_cells(load_notebook(notebook))
-    entries = read_translations(translation_file(notebook))
+def status(notebook: Path, cells: list[tuple[str, str]] | None = None,
+           entries: dict[str, Entry] | None = None) -> Status:
+    """`cells` and `entries`, when given, are the notebook's markdown cells and translations already read."""
+    cells = markdown_cells(load_notebook(notebook)) if cells is None else cells
+    entries = read_translations(translation_file(notebook)) if entries is None else entries
     missing = [cid for cid, _ in cells if cid not in entries or entries[cid].todo]
     stale = [cid for cid, text in cells
              if cid in entries and not entries[cid].todo and entries[cid].en_hash != text_hash(text)]
@@ -198,13 +200,14 @@ def lost(english: str, chinese: str) -> list[str]:
 
 def check(notebook: Path) -> list[str]:
     """Every problem of one notebook's translation, one line each."""
-    st = status(notebook)
+    cells = markdown_cells(load_notebook(notebook))
+    entries = read_translations(translation_file(notebook))
+    st = status(notebook, cells, entries)
     rel = notebook.relative_to(ROOT).as_posix()
     problems = [f"{rel}: cell {cid} not translated" for cid in st.missing]
     problems += [f"{rel}: cell {cid} translates an older English text" for cid in st.stale]
     problems += [f"{rel}: entry {cid} is for a cell the notebook no longer has" for cid in st.orphans]
-    entries = read_translations(translation_file(notebook))
-    for cid, text in markdown_cells(load_notebook(notebook)):
+    for cid, text in cells:
         if cid in st.missing or cid in st.stale:
             continue
         problems += [f"{rel}: cell {cid} lost {p}" for p in lost(text, entries[cid].text)]
@@ -237,7 +240,6 @@ def translate_notebook(notebook: Path, strict: bool = False) -> tuple[dict, int]
                              f"(run `python tools/i18n.py status --cells`)")
         else:
             untranslated += 1
-    out["metadata"]["language_info"] = {**nb["metadata"].get("language_info", {})}
     out["metadata"]["pytorch_in_action"] = {"language": "zh-CN", "source": notebook.name}
     return out, untranslated
 

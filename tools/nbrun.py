@@ -18,14 +18,14 @@ from unittest import mock
 import nbformat
 from nbclient import NotebookClient
 
+from i18n import english_notebooks
+
 
 def find_notebooks(paths: list[str]) -> list[Path]:
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            # a folder holds the English sources; the generated `.zh.ipynb` editions run only when named
-            found += sorted(q for q in p.rglob("*.ipynb")
-                            if ".ipynb_checkpoints" not in q.parts and not q.name.endswith(".zh.ipynb"))
+            found += english_notebooks(p)  # the generated `.zh.ipynb` editions run only when named
         else:
             found.append(p)
     return found

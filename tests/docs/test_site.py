@@ -145,6 +145,21 @@ def _console_errors(log: str) -> list[str]:
     return [ln for ln in lines if re.search(r"error|Uncaught|Failed to load|exception", ln, re.I)]
 
 
+def _render(jobs: dict[str, tuple[str, list[str]]], server: str, tmp_path: Path) -> dict[str, tuple]:
+    """Run Chromium on every job (name -> (site path, action)) side by side, each launch being slow on a busy
+    machine; check that no page logged a console error or asked for anything outside the site."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        futures = {name: pool.submit(_chromium_run, server + path, tmp_path / name, what)
+                   for name, (path, what) in jobs.items()}
+        results = {name: f.result() for name, f in futures.items()}
+    for name, (_, log, requests) in results.items():
+        assert _console_errors(log) == [], name
+        assert requests, f"{name}: Chromium's net log recorded no request"
+        assert _page_requests_leaving(requests, server) == [], name
+    return results
+
+
 def _notebook_with_math_and_figures() -> str:
     """The smallest notebook whose prose has math and whose outputs have figures (its site path)."""
     for nb in sorted(i18n.english_notebooks(), key=lambda p: p.stat().st_size):
@@ -165,16 +180,7 @@ def test_pages_render_in_chromium_offline_with_figures_and_math(chromium, site, 
         "notebook-shot": (notebook, [f"--screenshot={ARTIFACTS / 'site-notebook.png'}"]),
         "markdown": ("/parity/", ["--dump-dom"]),
     }
-    ARTIFACTS.mkdir(exist_ok=True)
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        futures = {name: pool.submit(_chromium_run, server + path, tmp_path / name, what)
-                   for name, (path, what) in jobs.items()}
-        results = {name: f.result() for name, f in futures.items()}
-    for name, (_, log, requests) in results.items():
-        assert _console_errors(log) == [], name
-        assert requests, f"{name}: Chromium's net log recorded no request"
-        assert _page_requests_leaving(requests, server) == [], name
-
+    results = _render(jobs, server, tmp_path)
     home = results["home"][0]
     assert "pytorch-in-action" in home and "Quick start" in home and "PyTorch basics" in home
     assert "data-clipboard-target" in home, "code copy buttons missing"
@@ -281,14 +287,7 @@ def test_chinese_pages_render_with_figures_math_chinese_glyphs_search_and_switch
     notebook = "/zh" + _notebook_with_math_and_figures()
     jobs = {"notebook": (notebook, ["--dump-dom"]),
             "notebook-shot": (notebook, [f"--screenshot={ARTIFACTS / 'site-notebook-zh.png'}"])}
-    ARTIFACTS.mkdir(exist_ok=True)
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        futures = {name: pool.submit(_chromium_run, server + path, tmp_path / name, what)
-                   for name, (path, what) in jobs.items()}
-        results = {name: f.result() for name, f in futures.items()}
-    for name, (_, log, requests) in results.items():
-        assert _console_errors(log) == [], name
-        assert _page_requests_leaving(requests, server) == [], name
+    results = _render(jobs, server, tmp_path)
     page = results["notebook"][0]
     assert re.search(r'<img[^>]+src="data:image/png;base64,', page), f"{notebook}: figures missing"
     assert "<mjx-container" in page, f"{notebook}: math not typeset"
