@@ -1,6 +1,6 @@
 """The fast GPT-2 decoder gives the tokens and logits of the model's own `generate`: the flat eager step over
-packed products everywhere, the compiled paths (native C++ step at batch 1, torch.compile otherwise) where a C++
-compiler is installed (without one those tests skip, except under CI=true)."""
+packed products everywhere, and the native C++ step at batch 1 where a C++ compiler is installed (without one
+those tests skip, except under CI=true)."""
 
 import pytest
 import torch
@@ -55,7 +55,7 @@ def same_tokens(model: GPT2LMHeadModel, fast, kind: dict) -> None:
 @pytest.mark.parametrize("cfg", CONFIGS, ids=["gelu_new", "relu-untied"])
 @pytest.mark.parametrize("kind", KINDS, ids=["greedy", "beams", "sampling", "batch-1"])
 def test_eager_fast_path_gives_the_models_tokens(cfg, kind):
-    same_tokens(model := model_of(cfg), GPT2Decoder(model, compile=False), kind)
+    same_tokens(model := model_of(cfg), GPT2Decoder(model, native=False), kind)
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=["gelu_new", "relu-untied"])
@@ -72,7 +72,7 @@ def test_flat_step_gives_the_logits_and_cache_of_the_models_step(cfg):
             token = logits.argmax(-1, keepdim=True)  # (B, 1)
             S = flat.length + 1
             layers = [(k[:, :, :S], v[:, :, :S]) for k, v in zip(flat.k, flat.v)]
-            fast = flat_step(model, token, flat.next_pos, torch.tensor([flat.length]),
+            fast = flat_step(model, token, flat.next_pos, flat.length,
                              flat.mask[:, None, None, :S], layers)
             flat.length, flat.next_pos = S, flat.next_pos + 1
             logits, plain = model.decode_step(token, plain)
@@ -83,8 +83,8 @@ def test_flat_step_gives_the_logits_and_cache_of_the_models_step(cfg):
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=["greedy", "beams", "sampling", "batch-1"])
-def test_compiled_paths_give_the_models_tokens(kind, toolchain):
-    """torch.compile for batches and beams (longer, masked cache), the native C++ step at batch 1."""
+def test_default_decoder_gives_the_models_tokens(kind, toolchain):
+    """The default decoder: the native C++ step at batch 1, the flat step for batches and beams."""
     same_tokens(model := model_of(CONFIGS[0]), cpu_decoder(model), kind)
 
 
@@ -107,13 +107,13 @@ def test_cpu_decoder_picks_the_decoder_and_refuses_what_it_cannot_speed_up():
     gpt2 = model_of(CONFIGS[0])
     t5 = T5ForConditionalGeneration(T5Config(vocab_size=30, d_model=16, d_kv=8, d_ff=32, num_layers=1,
                                              num_heads=2))
-    assert isinstance(cpu_decoder(gpt2), GPT2Decoder) and cpu_decoder(gpt2).compile
-    assert not cpu_decoder(gpt2, compile=False).compile
+    assert isinstance(cpu_decoder(gpt2), GPT2Decoder) and cpu_decoder(gpt2).native
+    assert not cpu_decoder(gpt2, native=False).native
     assert isinstance(cpu_decoder(t5), T5Decoder)
-    with pytest.raises(ValueError, match="T5 has no compiled decoding step"):
-        cpu_decoder(t5, compile=True)
+    with pytest.raises(ValueError, match="T5 has no native decoding step"):
+        cpu_decoder(t5, native=True)
     with pytest.raises(TypeError, match="not Linear"):
         cpu_decoder(torch.nn.Linear(2, 2))
     ids = torch.tensor([[3, 4]])
-    uncached = GPT2Decoder(gpt2, compile=False).generate(ids, max_new_tokens=3, use_cache=False)
+    uncached = GPT2Decoder(gpt2, native=False).generate(ids, max_new_tokens=3, use_cache=False)
     assert torch.equal(uncached, gpt2.generate(ids, max_new_tokens=3))

@@ -5,7 +5,7 @@ package holds what makes CPU decoding faster without changing a token, kept apar
 architectures (the models never import it):
 
 * `linear`       few-row products through the fastest of four kernels (packed weights), chosen by measuring;
-* `gpt2`         GPT-2's one-token step written out flat: eager with packed products, or `torch.compile`d;
+* `gpt2`         GPT-2's one-token step written out flat, its products on packed weights;
 * `gpt2_native`  GPT-2's batch-1 step as one call into a C++ kernel (`native/gpt2_decode.cpp`);
 * `t5`           T5's flat one-token decoder step;
 * `native`       builds those kernels with `torch.utils.cpp_extension` on first use.
@@ -25,18 +25,18 @@ from pytorch_in_action.models.t5 import T5ForConditionalGeneration
 
 __all__ = ["GPT2Decoder", "T5Decoder", "cpu_decoder"]
 
-def cpu_decoder(model: nn.Module, compile: bool | None = None) -> GPT2Decoder | T5Decoder:
+def cpu_decoder(model: nn.Module, native: bool | None = None) -> GPT2Decoder | T5Decoder:
     """A faster decoder for `model` (a `GPT2LMHeadModel` or a `T5ForConditionalGeneration`) with its `generate`.
 
-    GPT-2: `compile=True` (the default) decodes batch 1 through a native C++ step and other batches through
-    `torch.compile`, both built on first use with the machine's C++ compiler; `compile=False` needs no compiler
-    (a flat eager step over packed weights). T5 has only the eager flat step, so `compile=True` is refused.
+    Both decode every batch with a flat eager one-token step over packed weights, which needs no compiler. GPT-2
+    with `native=True` (the default) decodes batch 1 through a native C++ step instead, built on first use with the
+    machine's C++ compiler. T5 has no native step, so `native=True` is refused.
     """
     if isinstance(model, GPT2LMHeadModel):
-        return GPT2Decoder(model, compile=True if compile is None else compile)
+        return GPT2Decoder(model, native=True if native is None else native)
     if isinstance(model, T5ForConditionalGeneration):
-        if compile:
-            raise ValueError("T5 has no compiled decoding step: use cpu_decoder(model) or compile=False")
+        if native:
+            raise ValueError("T5 has no native decoding step: use cpu_decoder(model) or native=False")
         return T5Decoder(model)
     raise TypeError(f"cpu_decoder takes a GPT2LMHeadModel or a T5ForConditionalGeneration, not "
                     f"{type(model).__name__}")

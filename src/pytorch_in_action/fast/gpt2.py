@@ -5,13 +5,15 @@ step at a small batch reads every weight once and does little arithmetic, so on 
 streaming the weights and into the module calls and bookkeeping around the ~12 real operations of a layer.
 `GPT2Decoder` keeps the model's prefill, cache and decoding loop and replaces only the one-token step:
 
-* `compile=True` (default): at batch 1, float32 on the CPU, one call per token into a C++ kernel built for this
-  CPU on first use (`fast.gpt2_native`); it streams the weights about as fast as a plain read of their bytes, at
-  the price of a packed copy of them (~500 MB for the 124M model, made on the first call and again after a weight
-  changes). Other batch sizes, dtypes and devices run `flat_step` through `torch.compile` with a C++ wrapper (the
-  first call for a batch size compiles; later ones reuse it, whatever the prompt and output lengths). Both need a
-  C++ compiler.
-* `compile=False`: `flat_step` eager, its products through `fast.linear` (the fastest packed kernel, measured).
+* every batch: `flat_step`, the layer's real operations written out flat and run eagerly, its products through
+  `fast.linear` (packed weights, the fastest kernel measured on this CPU);
+* `native=True` (default), batch 1, float32 on the CPU: one call per token into a C++ kernel built for this CPU
+  on first use (`fast.gpt2_native`) instead. It streams the weights about as fast as a plain read of their bytes,
+  at the price of a packed copy of them (~500 MB for the 124M model, made on the first call and again after a
+  weight changes), and it needs a C++ compiler. `native=False` needs none.
+
+`torch.compile` of `flat_step` was tried for batches and left out: at batch 8 it decoded slower than the eager
+step over packed products (docs/benchmarks.md).
 
 Every path gives the tokens of the model's own `generate` (tests/fast/test_gpt2_fast.py).
 """
@@ -33,19 +35,18 @@ LinearFn = Callable[[nn.Linear, Tensor], Tensor]  # computes module(x): `plain_l
 
 
 def plain_linear(module: nn.Linear, x: Tensor) -> Tensor:
-    """`module(x)` as one `F.linear` (what `torch.compile` sees)."""
+    """`module(x)` as one `F.linear`."""
     return F.linear(x, module.weight, module.bias)
 
 
-def flat_step(model: GPT2LMHeadModel, new_tokens: Tensor, position_ids: Tensor, past: Tensor,
+def flat_step(model: GPT2LMHeadModel, new_tokens: Tensor, position_ids: Tensor, past: int,
               attn_mask: Tensor | None, layers: list[tuple[Tensor, Tensor]], linear: LinearFn = plain_linear) -> Tensor:
     """The blocks' math for one new token per row (B, 1), written out flat: logits (B, V).
 
-    A layer here is its real operations and little else (no module calls), and the function only sees tensors
-    and fixed Python values, so `torch.compile` can take it whole. `layers` holds each layer's key and value
-    buffers (B, nh, max_len, hs); this token's go to slot `past`, a (1,) tensor. Attention reads the first
-    `attn_mask.size(-1)` slots when a mask (B, 1, 1, S) is given, else the whole buffers (the caller then passes
-    the written slots). `linear(module, x)` computes each product (`plain_linear`, or a `PackedLinears`).
+    A layer here is its real operations and little else (no module calls). `layers` holds each layer's key and
+    value buffers (B, nh, S, hs) over the slots written so far and this one; this token's go to slot `past`.
+    `attn_mask` (B, 1, 1, S), or None when no slot is hidden, hides the padding of left-padded rows.
+    `linear(module, x)` computes each product (`plain_linear`, or a `PackedLinears`).
     """
     t, cfg = model.transformer, model.config
     B, C = new_tokens.size(0), cfg.n_embd
@@ -55,10 +56,8 @@ def flat_step(model: GPT2LMHeadModel, new_tokens: Tensor, position_ids: Tensor, 
         attn, mlp = block.attn, block.mlp
         h = F.layer_norm(x, (C,), block.ln_1.weight, block.ln_1.bias, block.ln_1.eps)
         qkv = linear(attn.c_attn, h).view(B, 3, nh, 1, hs)  # T = 1: q, k, v of each head
-        k_buf[:, :, past] = qkv[:, 1]  # (B, nh, 1, hs) into slot `past`
-        v_buf[:, :, past] = qkv[:, 2]
-        if attn_mask is not None:  # attend to the first S slots only
-            k_buf, v_buf = k_buf[:, :, :attn_mask.size(-1)], v_buf[:, :, :attn_mask.size(-1)]
+        k_buf[:, :, past:past + 1] = qkv[:, 1]  # (B, nh, 1, hs) into slot `past`
+        v_buf[:, :, past:past + 1] = qkv[:, 2]
         y = F.scaled_dot_product_attention(qkv[:, 0], k_buf, v_buf, attn_mask=attn_mask, scale=attn.scale)
         x = x + linear(attn.c_proj, y.reshape(B, 1, C))  # (B, nh, 1, hs): one query, heads already side by side
         h = F.layer_norm(x, (C,), block.ln_2.weight, block.ln_2.bias, block.ln_2.eps)
@@ -84,16 +83,15 @@ class _Run:
 class GPT2Decoder:
     """`generate` of a `GPT2LMHeadModel` with a faster one-token step (see the module docstring)."""
 
-    def __init__(self, model: GPT2LMHeadModel, compile: bool = True) -> None:
-        self.model, self.compile = model, compile
+    def __init__(self, model: GPT2LMHeadModel, native: bool = True) -> None:
+        self.model, self.native = model, native
         self.linears = PackedLinears(model)
         self._native: gpt2_native.NativeDecodeStep | None = None
         self._native_stamp: tuple | None = None
-        self._compiled = None
 
     def release(self) -> None:
-        """Free the packed copies of the weights and the compiled step; each is rebuilt when next needed."""
-        self._native = self._native_stamp = self._compiled = None
+        """Free the packed copies of the weights; each is rebuilt when next needed."""
+        self._native = self._native_stamp = None
         self.linears.release()
 
     @torch.inference_mode()
@@ -109,9 +107,7 @@ class GPT2Decoder:
         if not use_cache:
             return model.generate(input_ids, attention_mask, max_new_tokens, use_cache=False, **options)
         cache = model.start_decoding(input_ids, attention_mask, max_new_tokens)
-        run = _Run(self.compile and gpt2_native.supports(model, 1))
-        if self.compile:
-            _mark_dynamic(cache)
+        run = _Run(self.native and gpt2_native.supports(model, 1))
 
         def step(new_tokens: Tensor, cache: KVCache) -> tuple[Tensor, KVCache]:
             if new_tokens.size(1) > 1 or cache.length == 0 or model.training:
@@ -120,38 +116,24 @@ class GPT2Decoder:
 
         def reorder(cache: KVCache, index: Tensor) -> KVCache:
             run.bound = None  # bound to the old buffers
-            cache = cache.reorder(index)
-            if self.compile:
-                _mark_dynamic(cache)  # new buffers: mark them too
-            return cache
+            return cache.reorder(index)
 
         return generation.generate(step, input_ids, cache, max_new_tokens=max_new_tokens, reorder_cache=reorder,
                                    **options)
 
     def _next_token_logits(self, new_tokens: Tensor, cache: KVCache, run: _Run) -> Tensor:
         """One new token per row (B, 1) after the cached ones: logits (B, V), cache advanced."""
-        B = new_tokens.size(0)
-        if B == 1 and run.native_ok:  # one native call
+        if new_tokens.size(0) == 1 and run.native_ok:  # one native call
             step = self._native_step(check_weights=not run.weights_checked)
             run.weights_checked = True  # once per generate() call: the check costs ~1 µs per parameter
             if run.bound is None:
                 run.bound = step.bind(cache.k, cache.v, None if cache.mask is None else cache.mask[0])
             logits = step(run.bound, int(new_tokens), int(cache.next_pos), cache.length)
-        else:
-            past = torch.full((1,), cache.length, device=new_tokens.device)  # a tensor: one graph for all steps
+        else:  # attend over the slots written so far and this one; only left padding needs a mask
             S = cache.length + 1
-            if self.compile:  # whole fixed-shape buffers in, written in place; attention reads their first S slots
-                layers = list(zip(cache.k, cache.v))
-                mask = (torch.ones(B, S, dtype=torch.bool, device=new_tokens.device) if cache.mask is None
-                        else cache.mask[:, :S].contiguous()).view(B, 1, 1, S)  # padded or not: the same graph
-                torch._dynamo.mark_dynamic(mask, 3)  # S is symbolic: one graph for every step
-                # inputs made contiguous: a graph is specialised to strides too
-                logits = self._compiled_step()(new_tokens.contiguous(), cache.next_pos.contiguous(), past, mask,
-                                               layers)
-            else:  # attend over the slots written so far; only left padding needs a mask
-                layers = [(k[:, :, :S], v[:, :, :S]) for k, v in zip(cache.k, cache.v)]
-                mask = None if cache.mask is None else cache.mask[:, None, None, :S]  # (B, 1, 1, S)
-                logits = flat_step(self.model, new_tokens, cache.next_pos, past, mask, layers, self.linears)
+            layers = [(k[:, :, :S], v[:, :, :S]) for k, v in zip(cache.k, cache.v)]
+            mask = None if cache.mask is None else cache.mask[:, None, None, :S]  # (B, 1, 1, S)
+            logits = flat_step(self.model, new_tokens, cache.next_pos, cache.length, mask, layers, self.linears)
         cache.length += 1
         cache.next_pos = cache.next_pos + 1
         return logits
@@ -165,22 +147,3 @@ class GPT2Decoder:
                 self._native = None  # the old packed copy goes before the new one is made
                 self._native, self._native_stamp = gpt2_native.NativeDecodeStep(self.model), stamp
         return self._native
-
-    def _compiled_step(self):
-        """`flat_step` through `torch.compile` with `cpp_wrapper` (the step's kernels called from C++ instead of a
-        Python wrapper), compiled once: lengths are symbolic, so one build serves every prompt and output length."""
-        if self._compiled is None:
-            model = self.model
-
-            def step(new_tokens, position_ids, past, mask, layers):
-                return flat_step(model, new_tokens, position_ids, past, mask, layers)
-
-            self._compiled = torch.compile(step, fullgraph=True, dynamic=False, options={"cpp_wrapper": True})
-        return self._compiled
-
-
-def _mark_dynamic(cache: KVCache) -> None:
-    """The buffers' length dimension is symbolic for the compiled step, so one graph serves every cache length.
-    Marked once per buffer, not per step (a mark costs ~50 µs)."""
-    for buf in cache.k + cache.v:
-        torch._dynamo.mark_dynamic(buf, 2)
