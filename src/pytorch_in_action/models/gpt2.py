@@ -4,7 +4,7 @@ Parameter names follow Hugging Face (`wte`, `wpe`, `h.{i}.ln_1`, `attn.c_attn`, 
 `mlp.c_proj`, `ln_f`), so a `transformers` checkpoint loads through `convert_hf_state_dict`, whose only real
 work is transposing HF's `Conv1D` weights (stored (in, out)) into `nn.Linear` layout (out, in).
 `generate` runs these same modules over a preallocated KV cache through the shared `pytorch_in_action.generation`
-loop: the code that decodes is the code above it. Faster decoding on a CPU (packed weights, a compiled or native
+loop: the code that decodes is the code above it. Faster decoding on a CPU (packed weights, a flat or native
 one-token step) is an optimisation kept apart, in `pytorch_in_action.fast`.
 """
 
