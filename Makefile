@@ -41,7 +41,7 @@ book: install
 translations: install
 	$(BIN)/python tools/i18n.py status --cells
 
-## bench: run every benchmark and rewrite docs/benchmarks.md
+## bench: run the speed benchmarks and rewrite their sections of docs/benchmarks.md (the result experiments run by hand)
 bench: install
 	$(BIN)/python tools/run_benchmarks.py
 

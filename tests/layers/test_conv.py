@@ -172,3 +172,17 @@ def test_conv2d_dispatch_on_large_images(size, kernel, padding, dilation, with_b
     grad = torch.randn_like(ref)
     inputs = (x, w, b) if with_bias else (x, w)
     assert_close(torch.autograd.grad(out, inputs, grad), torch.autograd.grad(ref, inputs, grad), **TOL)
+
+
+@pytest.mark.parametrize("size, path", [(56, "shifted"), (14, "shifted"), (7, "im2col")])
+def test_forward_plan_and_the_path_not_taken(size, path):
+    """A 3x3 'same' layer takes the shifted GEMMs while the padded grid is at most 1.4x the output (56 and 14 px),
+    else im2col (7 px: 81 vs 49 pixels). The shifted path stays correct where it is not taken (the benchmark
+    times it there to check the choice)."""
+    torch.manual_seed(0)
+    x, w, b = torch.randn(2, 3, size, size, dtype=torch.float64), torch.randn(4, 3, 3, 3, dtype=torch.float64), None
+    plan, shifted = C._forward_plan(x.shape, w.shape, 1, 1, 1, 1)
+    assert plan == path and shifted is not None
+    assert_close(C._conv2d_shifted_blocked(x, w, b, *shifted), F.conv2d(x, w, b, 1, 1), **TOL)
+    assert C._forward_plan(x.shape, w.shape, 2, 1, 1, 1) == ("im2col", None)  # a stride rules the shifted path out
+    assert C._forward_plan(x.shape, w[:, :, :1, :1].shape, 1, 0, 1, 1)[0] == "pointwise"

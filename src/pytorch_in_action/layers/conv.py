@@ -186,24 +186,38 @@ def _conv2d_shifted_blocked(input: Tensor, weight: Tensor, bias: Tensor | None, 
     return out.permute(0, 3, 1, 2).contiguous()  # (N, O, Ho, Wo)
 
 
-def _conv2d_fastest(input: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPair, padding: Padding,
-                    dilation: IntPair, groups: int) -> Tensor:
-    """Pick the fastest from-scratch forward for this shape (no autograd; `conv2d` adds the backward). The output
-    is a fresh tensor, so the bias is added in place where no GEMM can take it."""
-    O, _, kh, kw = weight.shape
-    N, C, H, W = input.shape
-    if (kh, kw) == (1, 1) and _pair(stride) == (1, 1) and groups == 1 and _pads(padding, (1, 1), (1, 1)) == (0,) * 4:
-        out = weight.reshape(O, C) @ input.reshape(N, C, H * W)  # (N, O, H*W): weight broadcast over the batch
-        return out.view(N, O, H, W) if bias is None else out.view(N, O, H, W).add_(bias.view(1, -1, 1, 1))
-    dilation = _pair(dilation)
+def _forward_plan(input_shape: torch.Size, weight_shape: torch.Size, stride: IntPair, padding: Padding,
+                  dilation: IntPair, groups: int) -> tuple[str, tuple | None]:
+    """Which from-scratch forward `conv2d` runs for these shapes: "pointwise", "shifted" or "im2col"; and the
+    shifted path's arguments (pads, dilation, output size) wherever that path could run (stride 1, one group)."""
+    _, _, kh, kw = weight_shape
+    _, _, H, W = input_shape
+    stride, dilation = _pair(stride), _pair(dilation)
     pads = _pads(padding, (kh, kw), dilation)
+    if (kh, kw) == (1, 1) and stride == (1, 1) and groups == 1 and pads == (0,) * 4:
+        return "pointwise", None
     Hp, Wp = H + pads[0] + pads[1], W + pads[2] + pads[3]
     Ho, Wo = Hp - dilation[0] * (kh - 1), Wp - dilation[1] * (kw - 1)  # stride 1
+    if stride != (1, 1) or groups != 1 or Ho <= 0 or Wo <= 0:
+        return "im2col", None
+    shifted = (pads, dilation, (Ho, Wo))
     # the shifted GEMMs compute Hp x Wp pixels to keep Ho x Wo: worth it while that waste is small
-    if _pair(stride) != (1, 1) or groups != 1 or Ho <= 0 or Wo <= 0 or Hp * Wp > 1.4 * Ho * Wo:
+    return ("shifted" if Hp * Wp <= 1.4 * Ho * Wo else "im2col"), shifted
+
+
+def _conv2d_fastest(input: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPair, padding: Padding,
+                    dilation: IntPair, groups: int) -> Tensor:
+    """Run the forward `_forward_plan` picks (no autograd; `conv2d` adds the backward). The output is a fresh
+    tensor, so the bias is added in place where no GEMM can take it."""
+    path, shifted = _forward_plan(input.shape, weight.shape, stride, padding, dilation, groups)
+    if path == "pointwise":
+        (O, C), (N, _, H, W) = weight.shape[:2], input.shape
+        out = weight.reshape(O, C) @ input.reshape(N, C, H * W)  # (N, O, H*W): weight broadcast over the batch
+        return out.view(N, O, H, W) if bias is None else out.view(N, O, H, W).add_(bias.view(1, -1, 1, 1))
+    if path == "im2col":
         out = conv2d_im2col(input, weight, None, stride, padding, dilation, groups)  # also raises torch's errors
         return out if bias is None else out.add_(bias.view(1, -1, 1, 1))
-    return _conv2d_shifted_blocked(input, weight, bias, pads, dilation, (Ho, Wo))
+    return _conv2d_shifted_blocked(input, weight, bias, *shifted)
 
 
 class _Conv2dFunction(torch.autograd.Function):
