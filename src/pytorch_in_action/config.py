@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import difflib
 import math
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +107,26 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
             except argparse.ArgumentTypeError as err:
                 raise PiaError(f"{action.option_strings[-1]} in {pre.config}: {err}") from None
     return args
+
+
+Action = tuple[str, Callable[[str], argparse.ArgumentParser], Callable[[argparse.Namespace], Any]]
+# ^ one action of a recipe: (one-line help, build_parser(action name), run(parsed args))
+
+
+def run_action(argv: list[str], command: str, actions: dict[str, Action], about: str = "") -> int:
+    """`pia COMMAND ACTION [options]` for every recipe: parse ACTION's flags (`parse_args`) and run it. No action
+    or -h lists the actions (exit 0); an unknown action is one line on stderr (exit 2)."""
+    if argv and argv[0] in actions:
+        _, build_parser, run = actions[argv[0]]
+        run(parse_args(build_parser(argv[0]), argv[1:]))
+        return 0
+    if argv and argv[0] not in {"-h", "--help"}:
+        print(f"pia {command}: error: unknown action {argv[0]!r}; choose {', '.join(actions)}", file=sys.stderr)
+        return 2
+    print(f"usage: pia {command} {{{','.join(actions)}}} [options]\n")
+    print("\n".join(f"  {name:<10} {text}" for name, (text, _, _) in actions.items()))
+    print(f"\n{about + ' ' if about else ''}Run `pia {command} <action> --help` for every option.")
+    return 0
 
 
 def to_yaml(args: argparse.Namespace) -> str:

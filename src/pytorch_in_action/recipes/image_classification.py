@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from pytorch_in_action.config import (
-    HelpFormatter,
-    fraction,
-    non_negative_float,
-    non_negative_int,
-    parse_args,
-    positive_float,
-    positive_int,
-    to_yaml,
-)
+from pytorch_in_action import config
 from pytorch_in_action.data.digits import materialize_digits
 from pytorch_in_action.data.imagefolder import BadImageError, check_layout, first_image_size, image_folder
 from pytorch_in_action.data.seeded import SeededTransform
@@ -50,38 +40,38 @@ DEFAULT_WORKERS = min(2, os.cpu_count() or 1)  # the input pipeline benchmark sh
 
 def build_parser(action: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"pia image {action}", description=__doc__.splitlines()[0],
-                                formatter_class=HelpFormatter)
+                                formatter_class=config.HelpFormatter)
     data = p.add_argument_group("data")
     data.add_argument("--data", type=Path, help="ImageNet-layout folder with train/ and val/ (default: bundled digits)")
     data.add_argument("--synthetic", action="store_true", help="random images, for throughput measurements")
-    data.add_argument("--image-size", type=positive_int, help="model input size (default: the dataset's, or 224 when larger)")
-    data.add_argument("--workers", type=non_negative_int, default=DEFAULT_WORKERS, help="data-loading processes per rank")
+    data.add_argument("--image-size", type=config.positive_int, help="model input size (default: the dataset's, or 224 when larger)")
+    data.add_argument("--workers", type=config.non_negative_int, default=DEFAULT_WORKERS, help="data-loading processes per rank")
     data.add_argument("--skip-bad-images", action="store_true", help="scan and skip unreadable images (else: stop)")
     data.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
                       help="random horizontal flip (default: on for images > 64 px)")
     model = p.add_argument_group("model")
     model.add_argument("--arch", default="small_cnn", help="small_cnn or any torchvision classification model")
     model.add_argument("--pretrained", action="store_true", help="torchvision weights from your torch hub cache")
-    model.add_argument("--dropout", type=fraction, help="dropout before the classifier (default: the model's)")
+    model.add_argument("--dropout", type=config.fraction, help="dropout before the classifier (default: the model's)")
     model.add_argument("--channels-last", action="store_true", help="channels_last memory format (faster with bf16)")
     model.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across ranks")
-    data.add_argument("--batch-size", type=positive_int, default=64, help="per process")
+    data.add_argument("--batch-size", type=config.positive_int, default=64, help="per process")
     if action == "train":
         add_run_flags(p, "image")
         opt = p.add_argument_group("optimisation")
-        opt.add_argument("--epochs", type=positive_int, default=10, help="total epochs (also when resuming)")
+        opt.add_argument("--epochs", type=config.positive_int, default=10, help="total epochs (also when resuming)")
         opt.add_argument("--opt", default="sgd", choices=["sgd", "adamw"], help="optimizer")
-        opt.add_argument("--lr", type=positive_float, default=0.1, help="peak learning rate")
-        opt.add_argument("--momentum", type=non_negative_float, default=0.9, help="SGD momentum")
+        opt.add_argument("--lr", type=config.positive_float, default=0.1, help="peak learning rate")
+        opt.add_argument("--momentum", type=config.non_negative_float, default=0.9, help="SGD momentum")
         opt.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=True, help="Nesterov momentum")
-        opt.add_argument("--weight-decay", type=non_negative_float, default=5e-4, help="not applied to biases and norms")
+        opt.add_argument("--weight-decay", type=config.non_negative_float, default=5e-4, help="not applied to biases and norms")
         opt.add_argument("--sched", default="warmup_cosine", choices=SCHEDULES, help="stepped once per optimizer step")
-        opt.add_argument("--warmup-epochs", type=non_negative_float, default=1.0, help="linear warmup length")
-        opt.add_argument("--step-epochs", type=positive_float, default=30.0, help="decay interval of --sched step")
-        opt.add_argument("--gamma", type=positive_float, default=0.1, help="decay factor of --sched step")
-        opt.add_argument("--label-smoothing", type=fraction, default=0.0, help="cross-entropy label smoothing")
-        opt.add_argument("--grad-clip", type=non_negative_float, default=0.0, help="max gradient norm (0: off)")
-        opt.add_argument("--accum-steps", type=positive_int, default=1, help="micro-batches per optimizer step")
+        opt.add_argument("--warmup-epochs", type=config.non_negative_float, default=1.0, help="linear warmup length")
+        opt.add_argument("--step-epochs", type=config.positive_float, default=30.0, help="decay interval of --sched step")
+        opt.add_argument("--gamma", type=config.positive_float, default=0.1, help="decay factor of --sched step")
+        opt.add_argument("--label-smoothing", type=config.fraction, default=0.0, help="cross-entropy label smoothing")
+        opt.add_argument("--grad-clip", type=config.non_negative_float, default=0.0, help="max gradient norm (0: off)")
+        opt.add_argument("--accum-steps", type=config.positive_int, default=1, help="micro-batches per optimizer step")
     else:
         p.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint written by `pia image train`")
         add_device_flags(p.add_argument_group("run"))
@@ -195,7 +185,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                                     warmup_steps=round(args.warmup_epochs * steps_per_epoch),
                                     step_size=round(args.step_epochs * steps_per_epoch), gamma=args.gamma)
         run, resume = open_run(args, dist)
-        run.write_text("config.yaml", to_yaml(args))
+        run.write_text("config.yaml", config.to_yaml(args))
         smoothing, channels_last = args.label_smoothing, args.channels_last
 
         def loss_fn(m: torch.nn.Module, batch) -> tuple[torch.Tensor, int]:
@@ -265,22 +255,10 @@ def _clean(err: PiaError) -> PiaError:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in {"-h", "--help"} or argv[0] not in {"train", "evaluate"}:
-        if argv and argv[0] not in {"-h", "--help"}:
-            print(f"pia image: error: unknown action {argv[0]!r}; choose train or evaluate", file=sys.stderr)
-            return 2
-        print("usage: pia image {train,evaluate} [options]\n\n"
-              "  train      train a classifier on an ImageNet-layout folder (default: bundled digits)\n"
-              "  evaluate   top-1/top-5 and loss of a checkpoint on the val/ split\n\n"
-              "Run `pia image train --help` for every option.")
-        return 0
-    action, rest = argv[0], argv[1:]
-    args = parse_args(build_parser(action), rest)
+    actions = {"train": ("train a classifier on an ImageNet-layout folder (default: bundled digits)", build_parser,
+                         train),
+               "evaluate": ("top-1/top-5 and loss of a checkpoint on the val/ split", build_parser, evaluate)}
     try:
-        if action == "train":
-            train(args)
-        else:
-            evaluate(args)
+        return config.run_action(argv, "image", actions)
     except BadImageError as err:
         raise _clean(err) from None
-    return 0

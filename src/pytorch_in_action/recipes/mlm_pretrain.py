@@ -13,7 +13,6 @@ import argparse
 import json
 import math
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,16 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from pytorch_in_action.config import (
-    HelpFormatter,
-    fraction,
-    non_negative_float,
-    non_negative_int,
-    parse_args,
-    positive_float,
-    positive_int,
-    to_yaml,
-)
+from pytorch_in_action import config
 from pytorch_in_action.data.cache import cache_dir
 from pytorch_in_action.data.masking import MaskingCollate
 from pytorch_in_action.data.sentiment import materialize_reviews, read_labelled, split
@@ -61,36 +51,36 @@ def default_out() -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pia mlm pretrain", description=f"{__doc__.splitlines()[0]} {WHAT_IT_BUYS}",
-                                formatter_class=HelpFormatter)
+                                formatter_class=config.HelpFormatter)
     d = p.add_argument_group("data")
     d.add_argument("--data", type=Path, help="text file (one text per line) or CSV/TSV/JSONL (default: bundled "
                    "reviews, training split)")
     d.add_argument("--text-column", default="review", help="column holding the text in CSV/TSV/JSONL")
-    d.add_argument("--max-texts", type=non_negative_int, default=0, help="use only the first N texts (0: all)")
+    d.add_argument("--max-texts", type=config.non_negative_int, default=0, help="use only the first N texts (0: all)")
     m = p.add_argument_group("model")
-    m.add_argument("--vocab-size", type=positive_int, default=8000)
-    m.add_argument("--limit-alphabet", type=positive_int, default=6000, help="characters kept before merges: raised "
+    m.add_argument("--vocab-size", type=config.positive_int, default=8000)
+    m.add_argument("--limit-alphabet", type=config.positive_int, default=6000, help="characters kept before merges: raised "
                    "from the library default (1000) so Chinese characters are not [UNK]")
-    m.add_argument("--layers", type=positive_int, default=4)
-    m.add_argument("--hidden", type=positive_int, default=256, help="d_model; the feed-forward width is 4x")
-    m.add_argument("--heads", type=positive_int, default=4)
-    m.add_argument("--max-length", type=positive_int, default=128, help="tokens per sequence, [CLS]/[SEP] included")
+    m.add_argument("--layers", type=config.positive_int, default=4)
+    m.add_argument("--hidden", type=config.positive_int, default=256, help="d_model; the feed-forward width is 4x")
+    m.add_argument("--heads", type=config.positive_int, default=4)
+    m.add_argument("--max-length", type=config.positive_int, default=128, help="tokens per sequence, [CLS]/[SEP] included")
     t = p.add_argument_group("training")
-    t.add_argument("--steps", type=positive_int, default=2000,
+    t.add_argument("--steps", type=config.positive_int, default=2000,
                    help="optimizer steps at most; the --minutes budget usually ends the run first")
-    t.add_argument("--batch-size", type=positive_int, default=64, help="per process")
-    t.add_argument("--lr", type=positive_float, default=5e-4)
-    t.add_argument("--weight-decay", type=non_negative_float, default=0.01)
-    t.add_argument("--warmup-steps", type=non_negative_int, default=100)
-    t.add_argument("--mlm-probability", type=fraction, default=0.15)
+    t.add_argument("--batch-size", type=config.positive_int, default=64, help="per process")
+    t.add_argument("--lr", type=config.positive_float, default=5e-4)
+    t.add_argument("--weight-decay", type=config.non_negative_float, default=0.01)
+    t.add_argument("--warmup-steps", type=config.non_negative_int, default=100)
+    t.add_argument("--mlm-probability", type=config.fraction, default=0.15)
     t.add_argument("--wwm", action="store_true", help="whole-word masking: mask jieba words as a unit")
     t.add_argument("--pack", action="store_true",
                    help="train on the texts concatenated and cut into full --max-length rows (no padding)")
-    t.add_argument("--grad-clip", type=non_negative_float, default=1.0)
-    t.add_argument("--eval-every-steps", type=non_negative_int, default=0, help="0: only at the end")
-    t.add_argument("--eval-texts", type=positive_int, default=500, help="validation texts used for the MLM loss")
+    t.add_argument("--grad-clip", type=config.non_negative_float, default=1.0)
+    t.add_argument("--eval-every-steps", type=config.non_negative_int, default=0, help="0: only at the end")
+    t.add_argument("--eval-texts", type=config.positive_int, default=500, help="validation texts used for the MLM loss")
     o = p.add_argument_group("output")
-    o.add_argument("--snapshot-every-steps", type=non_negative_int, default=0,
+    o.add_argument("--snapshot-every-steps", type=config.non_negative_int, default=0,
                    help="also save a Hugging Face folder every N steps in <out>/snapshots/step-N, with the minutes "
                         "of pretraining so far (to fine-tune at several pretraining budgets from one run)")
     add_run_flags(p, "mlm", out_help=f"model + run folder (default: {default_out()})")
@@ -252,10 +242,10 @@ def pretrain(args: argparse.Namespace) -> dict[str, Any]:
         if args.pack:
             train_ds = pack(train_ds, args.max_length, tokenizer.cls_token_id)
         valid_ds = encode(tokenizer, valid_texts[: args.eval_texts], args.max_length, args.wwm)
-        config = BertConfig(vocab_size=len(tokenizer), hidden_size=args.hidden, num_hidden_layers=args.layers,
+        bert_config = BertConfig(vocab_size=len(tokenizer), hidden_size=args.hidden, num_hidden_layers=args.layers,
                             num_attention_heads=args.heads, intermediate_size=4 * args.hidden,
                             max_position_embeddings=max(args.max_length, 64), pad_token_id=tokenizer.pad_token_id)
-        model = BertForMaskedLM(config)
+        model = BertForMaskedLM(bert_config)
         n_params = sum(p.numel() for p in model.parameters())
         if dist.is_main:
             rows = f"rows of {args.max_length} packed tokens" if args.pack else "texts"
@@ -287,7 +277,7 @@ def pretrain(args: argparse.Namespace) -> dict[str, Any]:
                           f"fit in --minutes {args.minutes:g}; the learning rate decays to 0 over them")
         scheduler = build_scheduler(optimizer, "warmup_cosine", total_steps=total_steps,
                                     warmup_steps=min(args.warmup_steps, max(1, total_steps // 10)))
-        run.write_text("config.yaml", to_yaml(args))
+        run.write_text("config.yaml", config.to_yaml(args))
         eval_every = args.snapshot_every_steps or args.eval_every_steps
         cfg = EngineConfig(epochs=1, amp=args.amp, grad_clip=args.grad_clip, ckpt_every_steps=args.ckpt_every_steps,
                            eval_every_steps=eval_every, progress=args.progress, items_name="masked_tokens",
@@ -325,13 +315,6 @@ def pretrain(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in {"-h", "--help"} or argv[0] != "pretrain":
-        if argv and argv[0] not in {"-h", "--help"}:
-            print(f"pia mlm: error: unknown action {argv[0]!r}; choose pretrain", file=sys.stderr)
-            return 2
-        print("usage: pia mlm pretrain [options]\n\n"
-              "  pretrain   train a WordPiece tokenizer and a small BERT with masked language modeling\n\n"
-              "Run `pia mlm pretrain --help` for every option.")
-        return 0
-    pretrain(parse_args(build_parser(), argv[1:]))
-    return 0
+    return config.run_action(argv, "mlm", {
+        "pretrain": ("train a WordPiece tokenizer and a small BERT with masked language modeling",
+                     lambda _: build_parser(), pretrain)})

@@ -21,16 +21,7 @@ import torch.nn.functional as F
 import yaml
 from torch.utils.data import DataLoader
 
-from pytorch_in_action.config import (
-    HelpFormatter,
-    fraction,
-    non_negative_float,
-    non_negative_int,
-    parse_args,
-    positive_float,
-    positive_int,
-    to_yaml,
-)
+from pytorch_in_action import config
 from pytorch_in_action.data.sentiment import Labelled, materialize_reviews, read_labelled, split
 from pytorch_in_action.data.tokenized import TokenizedTexts, pad_batch
 from pytorch_in_action.data.translation_batching import BucketBatchSampler
@@ -51,13 +42,13 @@ from pytorch_in_action.train.schedule import SCHEDULES, build_scheduler
 
 def build_parser(action: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"pia text-cls {action}", description=__doc__.splitlines()[0],
-                                formatter_class=HelpFormatter)
+                                formatter_class=config.HelpFormatter)
     help_model = "run folder of `pia text-cls train`, or a Hugging Face model folder / hub name"
     p.add_argument("--model", default=None if action != "train" else str(default_out()),
                    required=action != "train", help=help_model if action != "train" else
                    "Hugging Face model folder or hub name (default: the `pia mlm pretrain` output)")
-    p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--max-length", type=positive_int, default=128)
+    p.add_argument("--batch-size", type=config.positive_int, default=32)
+    p.add_argument("--max-length", type=config.positive_int, default=128)
     if action == "train":
         add_run_flags(p, "text-cls")
     else:
@@ -78,17 +69,17 @@ def build_parser(action: str) -> argparse.ArgumentParser:
                             "the --model run folder, else the training split of --data when --split is valid/test)")
         return p
     p.add_argument("--valid-data", type=Path, help="validation file (default: a seeded 10%% split of --data)")
-    p.add_argument("--max-train", type=non_negative_int, default=0, help="use only N training rows (0: all)")
+    p.add_argument("--max-train", type=config.non_negative_int, default=0, help="use only N training rows (0: all)")
     p.add_argument("--init", default="pretrained", choices=["pretrained", "scratch"])
-    p.add_argument("--max-tokens", type=non_negative_int, default=0,
+    p.add_argument("--max-tokens", type=config.non_negative_int, default=0,
                    help="train on batches of similar-length texts holding at most N padded tokens instead of "
                         "--batch-size texts (less padding, faster when lengths vary; 0: off)")
-    p.add_argument("--epochs", type=positive_int, default=3)
-    p.add_argument("--lr", type=positive_float, default=1e-4)
-    p.add_argument("--weight-decay", type=non_negative_float, default=0.01)
+    p.add_argument("--epochs", type=config.positive_int, default=3)
+    p.add_argument("--lr", type=config.positive_float, default=1e-4)
+    p.add_argument("--weight-decay", type=config.non_negative_float, default=0.01)
     p.add_argument("--sched", default="warmup_cosine", choices=SCHEDULES)
-    p.add_argument("--warmup-ratio", type=fraction, default=0.1)
-    p.add_argument("--grad-clip", type=non_negative_float, default=1.0)
+    p.add_argument("--warmup-ratio", type=config.fraction, default=0.1)
+    p.add_argument("--grad-clip", type=config.non_negative_float, default=1.0)
     return p
 
 
@@ -125,23 +116,23 @@ def load_model(name: str, num_labels: int, init: str = "pretrained", seed: int =
     src = resolve_model_dir(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(src)
-        config = AutoConfig.from_pretrained(src, num_labels=num_labels)
+        hf_config = AutoConfig.from_pretrained(src, num_labels=num_labels)
     except (OSError, ValueError) as err:
         raise PiaError(f"cannot load a model from {name!r}: {str(err).splitlines()[0]}") from None
     if tokenizer.pad_token_id is None:
         raise PiaError(f"the tokenizer of {name!r} has no padding token")
     if num_labels == 2:
-        config.id2label, config.label2id = {0: "negative", 1: "positive"}, {"negative": 0, "positive": 1}
+        hf_config.id2label, hf_config.label2id = {0: "negative", 1: "positive"}, {"negative": 0, "positive": 1}
     torch.manual_seed(seed)  # the new classification head starts from the same weights in every engine
     if init == "scratch":
-        model = AutoModelForSequenceClassification.from_config(config)
+        model = AutoModelForSequenceClassification.from_config(hf_config)
     else:
         from transformers.utils import logging as hf_logging
 
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # "newly initialized classifier" is expected here
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(src, config=config)
+            model = AutoModelForSequenceClassification.from_pretrained(src, config=hf_config)
         except Exception as err:  # a pickle the weights-only loader refuses, a file cut short...: one line
             raise weights_error(src, err) from None
         finally:
@@ -246,7 +237,7 @@ def train_native(args, dist: DistEnv, out: Path, parts: dict[str, Labelled], num
     optimizer = build_optimizer(model, "adamw", args.lr, args.weight_decay)
     scheduler = build_scheduler(optimizer, args.sched, total_steps=total, warmup_steps=round(args.warmup_ratio * total))
     run, resume = open_run(args, dist)
-    run.write_text("config.yaml", to_yaml(args))
+    run.write_text("config.yaml", config.to_yaml(args))
     cfg = EngineConfig(epochs=args.epochs, amp=args.amp, grad_clip=args.grad_clip,
                        ckpt_every_steps=args.ckpt_every_steps, best_metric="val_accuracy", progress=args.progress,
                        items_name="texts", max_minutes=args.minutes)
@@ -370,20 +361,10 @@ def predict(args: argparse.Namespace) -> list[tuple[str, float]]:
         cleanup()
 
 
-ACTIONS = {"train": train, "evaluate": evaluate, "predict": predict}
-
-
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in {"-h", "--help"} or argv[0] not in ACTIONS:
-        if argv and argv[0] not in {"-h", "--help"}:
-            print(f"pia text-cls: error: unknown action {argv[0]!r}; choose {', '.join(ACTIONS)}", file=sys.stderr)
-            return 2
-        print("usage: pia text-cls {train,evaluate,predict} [options]\n\n"
-              "  train      fine-tune a sequence classifier, scored beside a majority-class and a TF-IDF baseline\n"
-              "  evaluate   accuracy, F1 and macro F1 on a labelled file (default: the bundled test split), beside\n"
-              "             the same baselines\n"
-              "  predict    label and probability for each input text\n\n"
-              "Run `pia text-cls train --help` for every option.")
-        return 0
-    ACTIONS[argv[0]](parse_args(build_parser(argv[0]), argv[1:]))
-    return 0
+    return config.run_action(argv, "text-cls", {
+        "train": ("fine-tune a sequence classifier, scored beside a majority-class and a TF-IDF baseline",
+                  build_parser, train),
+        "evaluate": ("accuracy, F1 and macro F1 on a labelled file (default: the bundled test split), beside\n"
+                     "             the same baselines", build_parser, evaluate),
+        "predict": ("label and probability for each input text", build_parser, predict)})

@@ -26,16 +26,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
-from pytorch_in_action.config import (
-    HelpFormatter,
-    fraction,
-    non_negative_float,
-    non_negative_int,
-    parse_args,
-    positive_float,
-    positive_int,
-    to_yaml,
-)
+from pytorch_in_action import config
 from pytorch_in_action.data.translation import (
     TATOEBA_ATTRIBUTION,
     Pair,
@@ -67,16 +58,16 @@ ACTIONS = {
 
 def build_parser(action: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"pia translate {action}", description=ACTIONS[action],
-                                formatter_class=HelpFormatter)
+                                formatter_class=config.HelpFormatter)
     if action == "train":
         add_run_flags(p, "translate")
         p.set_defaults(minutes=10.0)  # the bundled corpus's defaults were chosen for 10 minutes on a laptop CPU
     else:
         add_device_flags(p.add_argument_group("run"))
     dec = p.add_argument_group("decoding")
-    dec.add_argument("--beam", type=positive_int, default=4, help="beam size for beam search (1: greedy only)")
+    dec.add_argument("--beam", type=config.positive_int, default=4, help="beam size for beam search (1: greedy only)")
     dec.add_argument("--length-penalty", type=float, default=1.0, help="beam score = log p / length**penalty")
-    dec.add_argument("--decode-batch", type=positive_int, default=64, help="sentences decoded together")
+    dec.add_argument("--decode-batch", type=config.positive_int, default=64, help="sentences decoded together")
     if action == "translate":
         p.add_argument("--checkpoint", type=Path, required=True, help="RUN/checkpoints/best.pt")
         p.add_argument("sentences", nargs="*", help="English sentences (default: one per line on stdin)")
@@ -86,7 +77,7 @@ def build_parser(action: str) -> argparse.ArgumentParser:
         p.add_argument("--checkpoint", type=Path, required=True, help="RUN/checkpoints/best.pt")
         data.add_argument("--data", type=Path, help="English<TAB>Chinese file (.tsv or .tsv.gz), every line scored "
                           "(default: the run's test split, RUN/test.tsv)")
-        data.add_argument("--max-sentences", type=non_negative_int, default=0, help="evaluate the first N only (0: all)")
+        data.add_argument("--max-sentences", type=config.non_negative_int, default=0, help="evaluate the first N only (0: all)")
         data.add_argument("--to-simplified", action=argparse.BooleanOptionalAction, default=None,
                           help="convert the Chinese references to Simplified (OpenCC) before scoring (default: "
                                "as the checkpoint was trained)")
@@ -101,42 +92,42 @@ def build_parser(action: str) -> argparse.ArgumentParser:
     data.add_argument("--to-simplified", action=argparse.BooleanOptionalAction, default=True,
                       help="convert the Chinese side to Simplified characters with OpenCC (Tatoeba mixes in "
                            "Traditional); the same applies to the references of `evaluate`")
-    data.add_argument("--n-pairs", type=positive_int, default=40_000, help="size of the synthetic corpus")
-    data.add_argument("--max-chars", type=positive_int, default=200, help="drop pairs with a longer side")
-    data.add_argument("--max-len", type=positive_int, default=128, help="tokens per side after truncation")
-    data.add_argument("--vocab-size", type=positive_int, default=4000,
+    data.add_argument("--n-pairs", type=config.positive_int, default=40_000, help="size of the synthetic corpus")
+    data.add_argument("--max-chars", type=config.positive_int, default=200, help="drop pairs with a longer side")
+    data.add_argument("--max-len", type=config.positive_int, default=128, help="tokens per side after truncation")
+    data.add_argument("--vocab-size", type=config.positive_int, default=4000,
                       help="BPE vocabulary of each tokenizer (Chinese is split into characters before BPE, so its "
                            "vocabulary is the characters it has)")
     data.add_argument("--shared-vocab", action=argparse.BooleanOptionalAction, default=False,
                       help="one tokenizer for both languages (needed for --share-embeddings); default: English "
                            "subwords and Chinese characters apart, a smaller output layer")
-    data.add_argument("--max-tokens", type=positive_int, default=2048,
+    data.add_argument("--max-tokens", type=config.positive_int, default=2048,
                       help="padded tokens per batch (length bucketing); smaller batches give more steps in --minutes")
     model = p.add_argument_group("model")
-    model.add_argument("--d-model", type=positive_int, default=256)
-    model.add_argument("--n-head", type=positive_int, default=4)
-    model.add_argument("--layers", type=positive_int, default=3, help="encoder and decoder layers each")
-    model.add_argument("--dim-feedforward", type=positive_int, default=1024)
-    model.add_argument("--dropout", type=fraction, default=0.1)
+    model.add_argument("--d-model", type=config.positive_int, default=256)
+    model.add_argument("--n-head", type=config.positive_int, default=4)
+    model.add_argument("--layers", type=config.positive_int, default=3, help="encoder and decoder layers each")
+    model.add_argument("--dim-feedforward", type=config.positive_int, default=1024)
+    model.add_argument("--dropout", type=config.fraction, default=0.1)
     model.add_argument("--norm-first", action=argparse.BooleanOptionalAction, default=True, help="pre-LN")
     model.add_argument("--share-embeddings", action=argparse.BooleanOptionalAction, default=False,
                        help="tie source and target embeddings (with --shared-vocab)")
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=positive_int, default=40,
+    opt.add_argument("--epochs", type=config.positive_int, default=40,
                      help="at most this many epochs; the --minutes budget usually ends the run first")
-    opt.add_argument("--lr", type=positive_float, default=2e-3, help="peak learning rate (AdamW)")
-    opt.add_argument("--weight-decay", type=non_negative_float, default=0.01)
+    opt.add_argument("--lr", type=config.positive_float, default=2e-3, help="peak learning rate (AdamW)")
+    opt.add_argument("--weight-decay", type=config.non_negative_float, default=0.01)
     opt.add_argument("--sched", default="warmup_cosine", choices=["inverse_sqrt", "warmup_cosine", "constant"],
                      help="warmup_cosine decays to 0 over the run: over the steps the --minutes budget allows "
                           "(estimated from the speed of a few steps timed before training) when that is fewer "
                           "than --epochs")
-    opt.add_argument("--warmup-steps", type=non_negative_int, default=0,
+    opt.add_argument("--warmup-steps", type=config.non_negative_int, default=0,
                      help="linear warmup steps (0 with warmup_cosine: 5%% of the run's steps)")
-    opt.add_argument("--label-smoothing", type=fraction, default=0.1)
-    opt.add_argument("--grad-clip", type=non_negative_float, default=1.0)
+    opt.add_argument("--label-smoothing", type=config.fraction, default=0.1)
+    opt.add_argument("--grad-clip", type=config.non_negative_float, default=1.0)
     out = p.add_argument_group("output")
-    out.add_argument("--eval-every-steps", type=non_negative_int, default=0, help="also evaluate every N steps")
-    out.add_argument("--val-bleu-sentences", type=non_negative_int, default=300,
+    out.add_argument("--eval-every-steps", type=config.non_negative_int, default=0, help="also evaluate every N steps")
+    out.add_argument("--val-bleu-sentences", type=config.non_negative_int, default=300,
                      help="valid sentences decoded (greedy) for val_bleu at each evaluation")
     out.add_argument("--test", action=argparse.BooleanOptionalAction, default=True,
                      help="after training, report test BLEU (greedy and beam) of best.pt")
@@ -300,7 +291,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                           f"({total_steps / len(sampler):.1f} epochs) fit in --minutes {args.minutes:g}; the learning "
                           f"rate decays to 0 over them")
         scheduler = build_scheduler(optimizer, args.sched, total_steps=total_steps, warmup_steps=args.warmup_steps)
-        run.write_text("config.yaml", to_yaml(args))
+        run.write_text("config.yaml", config.to_yaml(args))
         run.write_text("test.tsv", "".join(f"{en}\t{zh}\n" for en, zh in splits["test"]))
         smoothing = args.label_smoothing
         cfg = EngineConfig(epochs=args.epochs, amp=args.amp, grad_clip=args.grad_clip,
@@ -418,18 +409,9 @@ def translate(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in {"-h", "--help"} or argv[0] not in ACTIONS:
-        if argv and argv[0] not in {"-h", "--help"}:
-            print(f"pia translate: error: unknown action {argv[0]!r}; choose {', '.join(ACTIONS)}", file=sys.stderr)
-            return 2
-        print("usage: pia translate {train,evaluate,translate} [options]\n")
-        for name, text in ACTIONS.items():
-            print(f"  {name:<10} {text}")
-        print("\nThe default corpus is the bundled Tatoeba corpus: 16,174 real English-Chinese sentence pairs from\n"
+    run = {"train": train, "evaluate": evaluate, "translate": translate}
+    return config.run_action(
+        argv, "translate", {name: (text, build_parser, run[name]) for name, text in ACTIONS.items()},
+        about="The default corpus is the bundled Tatoeba corpus: 16,174 real English-Chinese sentence pairs from\n"
               "tatoeba.org (CC-BY 2.0 FR), Chinese converted to Simplified. `--data synthetic` trains on a generated\n"
-              "corpus instead (for tests and quick demos). Run `pia translate <action> --help` for every option.")
-        return 0
-    action, rest = argv[0], argv[1:]
-    args = parse_args(build_parser(action), rest)
-    {"train": train, "evaluate": evaluate, "translate": translate}[action](args)
-    return 0
+              "corpus instead (for tests and quick demos).")
