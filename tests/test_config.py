@@ -11,6 +11,7 @@ from pytorch_in_action.config import (
     parse_args,
     positive_float,
     positive_int,
+    run_action,
 )
 from pytorch_in_action.errors import PiaError
 
@@ -58,3 +59,28 @@ def test_numbers_from_a_config_file_are_checked_too(tmp_path):
     assert parse_args(_parser(), ["--config", str(cfg), "--epochs", "5"]).epochs == 5  # the flag wins
     cfg.write_text("lr: 1e-3\n")  # YAML reads this as a string: argparse converts it like a flag
     assert parse_args(_parser(), ["--config", str(cfg)]).lr == 1e-3
+
+
+def test_run_action_lists_refuses_and_runs(capsys):
+    """A recipe's action dispatch: no action or -h lists the actions (exit 0), an unknown one is one line on
+    stderr (exit 2), a known one runs with its parsed flags."""
+    ran = []
+
+    def build_parser(action):
+        parser = argparse.ArgumentParser(prog=f"pia demo {action}")
+        parser.add_argument("--steps", type=positive_int, default=3)
+        return parser
+
+    actions = {"train": ("train it", build_parser, ran.append), "check": ("check it", build_parser, ran.append)}
+    for argv in ([], ["-h"], ["--help"]):
+        assert run_action(argv, "demo", actions, about="About.") == 0
+        out = capsys.readouterr().out
+        assert out.startswith("usage: pia demo {train,check} [options]") and "  check      check it" in out
+        assert out.rstrip().endswith("About. Run `pia demo <action> --help` for every option.")
+    assert run_action(["tain"], "demo", actions) == 2
+    err = capsys.readouterr().err
+    assert err == "pia demo: error: unknown action 'tain'; choose train, check\n"
+    assert run_action(["check", "--steps", "5"], "demo", actions) == 0 and ran[0].steps == 5
+    with pytest.raises(SystemExit) as bad:  # the flags are checked as every recipe checks them: one line, exit 2
+        run_action(["train", "--steps", "0"], "demo", actions)
+    assert bad.value.code == 2 and len(ran) == 1
