@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import markdown_table  # noqa: E402
 
+from pytorch_in_action import config  # noqa: E402
 from pytorch_in_action.data.sentiment import materialize_reviews, read_labelled, split  # noqa: E402
 from pytorch_in_action.recipes import mlm_pretrain, text_classification  # noqa: E402
 from pytorch_in_action.text.baselines import char_tfidf_baseline  # noqa: E402
@@ -38,8 +39,8 @@ def fine_tune(model_dir: Path, out: Path, init: str, args) -> dict[str, float]:
         flags += ["--max-train", str(args.max_train)]
     if args.max_tokens:
         flags += ["--max-tokens", str(args.max_tokens)]
-    text_classification.train(text_classification.parse_args(text_classification.build_parser("train"), flags))
-    ev = text_classification.parse_args(text_classification.build_parser("evaluate"),
+    text_classification.train(config.parse_args(text_classification.build_parser("train"), flags))
+    ev = config.parse_args(text_classification.build_parser("evaluate"),
                                         ["--model", str(out), "--split", "test", "--max-length", str(args.max_length),
                                          "--amp", args.amp])
     return text_classification.evaluate(ev)
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                  "--lr", str(args.mlm_lr), "--batch-size", str(args.mlm_batch_size),
                  "--snapshot-every-steps", str(args.snapshot_every_steps)]
     mlm_flags += (["--wwm"] if args.wwm else []) + (["--pack"] if args.pack else [])
-    mlm_pretrain.pretrain(mlm_pretrain.parse_args(mlm_pretrain.build_parser(), mlm_flags))
+    mlm_pretrain.pretrain(config.parse_args(mlm_pretrain.build_parser(), mlm_flags))
     pre_s = time.perf_counter() - t
     pre_steps = json.loads((mlm_dir / "pretrain_summary.json").read_text())["steps"]
     # (model folder, label, pretraining seconds); snapshots first, the final model last

@@ -17,7 +17,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 
-from pytorch_in_action import cli
+from pytorch_in_action import cli, config
 from pytorch_in_action.data.sentiment import read_labelled, split
 from pytorch_in_action.recipes import text_classification as tc
 from pytorch_in_action.train.checkpoint import load_checkpoint
@@ -89,7 +89,7 @@ def test_train_writes_correct_metrics_then_evaluate_and_predict(tiny, own_run, c
     assert last["val_macro_f1"] == pytest.approx(f1_score(y, p, average="macro"), abs=1e-12)
     assert last["val_accuracy"] >= 0.9, "the tiny task is easy: training must have learnt it"
     # evaluate the saved model on the same file: the same numbers
-    got = tc.evaluate(tc.parse_args(tc.build_parser("evaluate"),
+    got = tc.evaluate(config.parse_args(tc.build_parser("evaluate"),
                                     ["--model", str(out), "--data", str(tiny / "valid.csv"), "--batch-size", "16",
                                      "--max-length", "32", "--device", "cpu"]))
     assert got["accuracy"] == pytest.approx(last["val_accuracy"], abs=1e-12)
@@ -163,7 +163,7 @@ def test_baselines_stand_beside_the_model_on_the_same_split(tiny, tmp_path, caps
     assert 0.6 < record["val_majority_accuracy"] < 0.7
     # evaluate on another file: the baselines are fitted on the run's training split, scored on that file
     other = read_labelled(tiny / "valid.csv", binary=False)
-    got = tc.evaluate(tc.parse_args(tc.build_parser("evaluate"),
+    got = tc.evaluate(config.parse_args(tc.build_parser("evaluate"),
                                     ["--model", str(out), "--data", str(tiny / "valid.csv"), "--batch-size", "16",
                                      "--max-length", "32", "--device", "cpu"]))
     pred = clf.predict(vectorizer.transform(other.texts))
