@@ -57,21 +57,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("names", nargs="*", help="benchmark names (bench_<name>.py); default: all")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
-    scripts = sorted((ROOT / "benchmarks").glob("bench_*.py"))
-    known = {s.stem.removeprefix("bench_") for s in scripts}
+    found = {s.stem.removeprefix("bench_"): s for s in sorted((ROOT / "benchmarks").glob("bench_*.py"))}
+    speed = {name: s for name, s in found.items() if name not in EXPERIMENTS}
     for name in args.names:
-        if name not in known:
-            ap.error(f"no benchmark {name!r}; there are: {', '.join(sorted(known - set(EXPERIMENTS)))}")
         if name in EXPERIMENTS:
             ap.error(f"{name} is a result experiment with a hand-written section: run "
                      f"benchmarks/bench_{name}.py directly and fold its result into docs/benchmarks.md")
-    scripts = [s for s in scripts if s.stem.removeprefix("bench_") not in EXPERIMENTS
-               and (not args.names or s.stem.removeprefix("bench_") in args.names)]
+        if name not in speed:
+            ap.error(f"no benchmark {name!r}; there are: {', '.join(speed)}")
+    scripts = {name: s for name, s in speed.items() if not args.names or name in args.names}
     sections = existing_sections()
     stamp = datetime.date.today().isoformat()
     failed = []
-    for script in scripts:
-        name = script.stem.removeprefix("bench_")
+    for name, script in scripts.items():
         print(f"running {script.name} ...", flush=True)
         res = subprocess.run([sys.executable, str(script), *(["--quick"] if args.quick else [])],
                              capture_output=True, text=True, cwd=ROOT)
@@ -83,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         sections[name] = f"{body}\n\n_Measured {stamp} on {machine()}{' (quick mode)' if args.quick else ''}._\n"
     header = ("# Benchmarks\n\nEvery from-scratch piece against its reference, in the same process, interleaved "
               "(ours, reference, ours, ...), median of per-pair ratios. `make bench` regenerates the speed sections; "
-              "the result experiments (text_cls, translate_recipe, translate_search) are run by hand and their "
+              f"the result experiments ({', '.join(EXPERIMENTS)}) are run by hand and their "
               "sections written from those runs.\n\n")
     text = header + "\n".join(f"{MARK.format(k)}\n{v}" for k, v in sorted(sections.items()))
     DOC.parent.mkdir(parents=True, exist_ok=True)
