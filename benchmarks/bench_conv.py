@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
                 ref = lambda x=x, w=w, k=k: F.conv2d(x, w, None, 1, k // 2)  # noqa: E731
                 # conv2d's own shifted path (cache-sized blocks), wherever it could run: the rival of im2col view.
                 # Timed before the textbook paths, not last: timed last, it left the next layer's 1x1 products
-                # (both sides) several times slower in three runs here, a state of the allocator, not of conv.
+                # (both sides) several times slower in three runs here, for a reason not found (not conv2d: F.conv2d too).
                 blocked = lambda x=x, w=w, s=shifted: C._conv2d_shifted_blocked(x, w, None, *s)  # noqa: E731
                 blocked_ratio = compare(blocked, ref, warmup=2, repeats=repeats).ratio if shifted else "-"
                 for _, fn in PATHS:
